@@ -1,0 +1,49 @@
+//! Shared set-up: one sandbox per test binary and compiled fixtures.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use objectos_engine::principal::Principal;
+use objectos_engine::sandbox::{CapabilitySet, CompiledHandler, JobRun, Outcome, Sandbox, SandboxConfig};
+
+/// The sandbox every test shares, as the engine shares one.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        let mut config = SandboxConfig::new();
+        config.max_concurrent_jobs(16).max_job_memory(256 << 20);
+        Sandbox::new(&config).expect("sandbox builds")
+    })
+}
+
+/// The hostile fixture, compiled once.
+pub fn hostile() -> Arc<CompiledHandler> {
+    static HANDLER: OnceLock<Arc<CompiledHandler>> = OnceLock::new();
+    HANDLER
+        .get_or_init(|| Arc::new(sandbox().compile(objectos_test_guests::HOSTILE).expect("hostile compiles")))
+        .clone()
+}
+
+/// The no-op fixture, compiled once.
+pub fn noop() -> Arc<CompiledHandler> {
+    static HANDLER: OnceLock<Arc<CompiledHandler>> = OnceLock::new();
+    HANDLER
+        .get_or_init(|| Arc::new(sandbox().compile(objectos_test_guests::NOOP).expect("noop compiles")))
+        .clone()
+}
+
+/// A job for `action` on the hostile fixture with every capability granted
+/// and limits small enough to hit quickly.
+pub fn job(action: &str) -> JobRun {
+    let mut job = JobRun::new("job-1", "hostile", Principal::new("ada", &["admin"]), format!("{action:?}"));
+    job.grants = CapabilitySet::all();
+    job.limits.fuel = 500_000_000;
+    job.limits.timeout = Duration::from_secs(20);
+    job.limits.memory = 32 << 20;
+    job
+}
+
+/// Runs `action` on the hostile fixture.
+pub async fn run(action: &str) -> Outcome {
+    sandbox().run(&hostile(), job(action)).await
+}

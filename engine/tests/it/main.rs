@@ -1,0 +1,7 @@
+//! Integration tests of the engine at its public boundary. One binary, one
+//! module per feature.
+
+mod harness;
+mod sandbox_components;
+mod sandbox_hostile;
+mod sandbox_services;

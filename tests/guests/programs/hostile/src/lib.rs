@@ -1,0 +1,139 @@
+//! A handler that misbehaves on request, for the sandbox's hostile-guest
+//! tests. The job input is a JSON string naming the action, optionally with
+//! an argument after a colon: `"spin"`, `"print:1048576"`, `"count:contacts"`.
+//!
+//! It imports every capability of the contract, so it also serves the
+//! capability-gating tests.
+
+use objectos::jobs::{artifacts, artifacts_read, log, progress, records, records_import, records_write};
+use std::hint::black_box;
+use std::io::Write;
+
+wit_bindgen::generate!({
+    path: "../../../../guest-sdk/wit",
+    world: "objectos:jobs/job",
+    generate_all,
+});
+
+static mut SECRET: Option<String> = None;
+static mut RUNS: u32 = 0;
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn run(ctx: JobContext, input: String) -> Result<String, JobError> {
+        let command = input.trim_matches('"');
+        let (action, arg) = command.split_once(':').unwrap_or((command, ""));
+        match action {
+            "spin" => loop {
+                black_box(0);
+            },
+            "alloc" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "recurse" => Ok(recurse(black_box(1)).to_string()),
+            "panic" => panic!("handler gave up: {arg}"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap()));
+                Ok("\"slept\"".into())
+            }
+            "print" => {
+                let total: usize = arg.parse().unwrap();
+                let line = [b'x'; 1023];
+                let mut out = std::io::stdout().lock();
+                let mut written = 0;
+                while written < total {
+                    out.write_all(&line).unwrap();
+                    out.write_all(b"\n").unwrap();
+                    written += 1024;
+                }
+                out.flush().unwrap();
+                Ok(written.to_string())
+            }
+            "stderr" => {
+                eprintln!("{arg}");
+                Ok("null".into())
+            }
+            "log" => {
+                log::write(log::Level::Info, &format!("hello from {}", ctx.job_id));
+                progress::report(50, "half way");
+                println!("printed line");
+                Ok("null".into())
+            }
+            // Memory isolation: one job stores a secret, a later one looks for it.
+            "store" => {
+                // SAFETY: guests are single threaded.
+                unsafe { SECRET = Some(arg.to_string()) };
+                Ok("null".into())
+            }
+            "peek" => {
+                // SAFETY: guests are single threaded.
+                let secret = unsafe { (*std::ptr::addr_of!(SECRET)).clone() };
+                Ok(format!("{:?}", secret.unwrap_or_default()))
+            }
+            "runs" => {
+                // SAFETY: guests are single threaded.
+                let runs = unsafe {
+                    RUNS += 1;
+                    RUNS
+                };
+                Ok(runs.to_string())
+            }
+            "context" => Ok(format!(
+                "{{\"job\":{:?},\"user\":{:?},\"attempt\":{}}}",
+                ctx.job_id, ctx.principal.user_id, ctx.attempt
+            )),
+            "retryable" => Err(JobError::Retryable(arg.into())),
+            "fatal" => Err(JobError::Fatal(arg.into())),
+            "count" => records::count(arg, "{}")
+                .map(|n| n.to_string())
+                .map_err(|e| JobError::Fatal(format!("{e:?}"))),
+            "find" => records::find(arg, "{}")
+                .map(|page| page.records)
+                .map_err(|e| JobError::Fatal(format!("{e:?}"))),
+            "insert" => records_write::insert(arg, r#"[{"name":"Ada"}]"#)
+                .map(|ids| format!("{}", ids.len()))
+                .map_err(|e| JobError::Fatal(format!("{e:?}"))),
+            "import" => records_import::import(
+                arg,
+                r#"[{"id":"r1","name":"Old"}]"#,
+                records_import::OnConflict::Fail,
+            )
+            .map(|r| r.inserted.to_string())
+            .map_err(|e| JobError::Fatal(format!("{e:?}"))),
+            "artifact" => {
+                let writer = artifacts::create("out.txt", "text/plain")
+                    .map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                writer.write(arg.as_bytes()).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                let info = writer.finish().map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                let reader =
+                    artifacts_read::open(&info.id).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                let mut back = Vec::new();
+                loop {
+                    let chunk = reader.read(4).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    back.extend(chunk);
+                }
+                Ok(format!("{:?}", String::from_utf8(back).unwrap()))
+            }
+            other => Err(JobError::Fatal(format!("unknown action {other}"))),
+        }
+    }
+}
+
+/// Recursion that keeps no locals in linear memory, so it exhausts the wasm
+/// stack rather than Rust's shadow stack, and that LLVM cannot turn into a loop.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    recurse(depth + 1).wrapping_mul(3) ^ depth
+}
+
+export!(Hostile);
