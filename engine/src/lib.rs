@@ -27,5 +27,6 @@
 //! - [`sandbox::Services`]: the records and artifacts host calls reach,
 //!   always as the job's [`principal::Principal`].
 
+pub mod local;
 pub mod principal;
 pub mod sandbox;

@@ -1,1 +1,18 @@
-fn main() {}
+//! The `objectos` command: parses the command line and hands over to `cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(cli::EXIT_ERROR)
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Test fixture components, compiled from `tests/guests/programs` by this
-//! crate's build script. Each constant holds one component's bytes.
+//! Test fixture components, compiled by this crate's build script from
+//! `tests/guests/programs` (fixtures) and `guest-sdk/examples` (the SDK's
+//! examples). Each constant holds one component's bytes.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

@@ -97,20 +97,17 @@ impl Guest for Hostile {
             "insert" => records_write::insert(arg, r#"[{"name":"Ada"}]"#)
                 .map(|ids| format!("{}", ids.len()))
                 .map_err(|e| JobError::Fatal(format!("{e:?}"))),
-            "import" => records_import::import(
-                arg,
-                r#"[{"id":"r1","name":"Old"}]"#,
-                records_import::OnConflict::Fail,
-            )
-            .map(|r| r.inserted.to_string())
-            .map_err(|e| JobError::Fatal(format!("{e:?}"))),
+            "import" => {
+                records_import::import(arg, r#"[{"id":"r1","name":"Old"}]"#, records_import::OnConflict::Fail)
+                    .map(|r| r.inserted.to_string())
+                    .map_err(|e| JobError::Fatal(format!("{e:?}")))
+            }
             "artifact" => {
                 let writer = artifacts::create("out.txt", "text/plain")
                     .map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 writer.write(arg.as_bytes()).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 let info = writer.finish().map_err(|e| JobError::Fatal(format!("{e:?}")))?;
-                let reader =
-                    artifacts_read::open(&info.id).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                let reader = artifacts_read::open(&info.id).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 let mut back = Vec::new();
                 loop {
                     let chunk = reader.read(4).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
