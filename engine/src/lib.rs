@@ -27,6 +27,11 @@
 //! - [`sandbox::Services`]: the records and artifacts host calls reach,
 //!   always as the job's [`principal::Principal`].
 
+pub mod clock;
+pub mod jobs;
 pub mod local;
 pub mod principal;
+pub mod queue;
+pub mod registry;
 pub mod sandbox;
+pub mod store;

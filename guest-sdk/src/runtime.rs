@@ -1,5 +1,5 @@
 //! The glue between the `run` export and a [`Handler`]: decoding input,
-//! encoding output, and reporting panics. Used by [`export_handler!`].
+//! encoding output, and reporting panics. Used by [`export_handler!`](crate::export_handler).
 
 use std::sync::Once;
 

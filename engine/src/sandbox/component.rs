@@ -43,6 +43,7 @@ pub enum ComponentError {
 
 /// A compiled, validated, pre-instantiated handler version.
 pub struct CompiledHandler {
+    pub(crate) component: Component,
     pub(crate) pre: JobPre<JobState>,
     sha256: String,
     requested: CapabilitySet,
@@ -113,7 +114,7 @@ pub(crate) fn prepare(
     let requested = requested_capabilities(engine, &component)?;
     let pre = linker.instantiate_pre(&component).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
     let pre = JobPre::new(pre).map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?;
-    Ok(CompiledHandler { pre, sha256, requested, size })
+    Ok(CompiledHandler { component, pre, sha256, requested, size })
 }
 
 /// The capabilities `component` imports; any import the engine cannot

@@ -135,6 +135,29 @@ impl Sandbox {
         component::compile(&self.engine, &self.linker, bytes)
     }
 
+    /// The compiled code of `handler`, for a cache on disk.
+    pub fn serialize(&self, handler: &CompiledHandler) -> Result<Vec<u8>, SandboxError> {
+        handler.component.serialize().map_err(|e| SandboxError(format!("{e:#}")))
+    }
+
+    /// Loads compiled code produced by [`Sandbox::serialize`].
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be exactly what `serialize` returned on an engine with
+    /// the same configuration and version: wasmtime trusts compiled code.
+    pub unsafe fn deserialize(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        size: usize,
+    ) -> Result<CompiledHandler, ComponentError> {
+        // SAFETY: forwarded to the caller.
+        let component = unsafe { wasmtime::component::Component::deserialize(&self.engine, bytes) }
+            .map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+        component::prepare(&self.engine, &self.linker, component, sha256.to_string(), size)
+    }
+
     /// Runs one attempt of a job in a fresh instance and reports how it ended.
     pub async fn run(&self, handler: &CompiledHandler, job: JobRun) -> Outcome {
         let log = JobLog::new(job.limits.log_bytes);

@@ -7,13 +7,21 @@ use objectos_engine::principal::Principal;
 use objectos_engine::sandbox::{CapabilitySet, CompiledHandler, JobRun, Outcome, Sandbox, SandboxConfig};
 
 /// The sandbox every test shares, as the engine shares one.
+pub fn shared_sandbox() -> Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            let mut config = SandboxConfig::new();
+            config.max_concurrent_jobs(32).max_job_memory(256 << 20);
+            Arc::new(Sandbox::new(&config).expect("sandbox builds"))
+        })
+        .clone()
+}
+
+/// The shared sandbox, borrowed.
 pub fn sandbox() -> &'static Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| {
-        let mut config = SandboxConfig::new();
-        config.max_concurrent_jobs(16).max_job_memory(256 << 20);
-        Sandbox::new(&config).expect("sandbox builds")
-    })
+    static BORROWED: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    BORROWED.get_or_init(shared_sandbox)
 }
 
 /// The hostile fixture, compiled once.

@@ -2,6 +2,8 @@
 //! module per feature.
 
 mod harness;
+mod queue;
 mod sandbox_components;
 mod sandbox_hostile;
 mod sandbox_services;
+mod store_conformance;

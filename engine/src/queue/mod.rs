@@ -1,0 +1,435 @@
+//! The queue: the engine's Rust API for enqueueing, cancelling and
+//! inspecting jobs, and the worker pool that runs them.
+//!
+//! The queue validates what callers ask for, turns it into store
+//! operations, and runs claimed jobs in the sandbox. It holds no job state
+//! of its own beyond what is running in this process: the store is the
+//! truth, so several engine nodes can share one.
+
+mod metrics;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobStatus, NewJob, StatusCounts};
+use crate::principal::Principal;
+use crate::registry::{Registry, RegistryError};
+use crate::sandbox::{CapabilitySet, Limits, Progress, Sandbox, Services};
+use crate::store::{Cancelled, JobInsert, Store, StoreError};
+
+pub use metrics::RunStats;
+pub use worker::Workers;
+
+/// Decides what principals may do, for the queue. The permission engine
+/// implements it; [`AllowAll`] grants everything (tests, local use).
+pub trait Policy: Send + Sync + 'static {
+    /// The capabilities a job running as `principal` holds.
+    fn grants(&self, principal: &Principal) -> CapabilitySet;
+    /// Whether `caller` may enqueue jobs that run as someone else
+    /// (system permission `jobs.impersonate`).
+    fn may_impersonate(&self, caller: &Principal) -> bool;
+}
+
+/// A policy that allows everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Policy for AllowAll {
+    fn grants(&self, _: &Principal) -> CapabilitySet {
+        CapabilitySet::all()
+    }
+    fn may_impersonate(&self, _: &Principal) -> bool {
+        true
+    }
+}
+
+/// Why a queue operation was refused.
+#[derive(Debug, Error)]
+pub enum QueueError {
+    /// A job's options are invalid; nothing was stored.
+    #[error("job {index}: `{field}` {message}")]
+    Invalid {
+        /// The job's position in the batch (0 for a single enqueue).
+        index: usize,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The handler does not exist.
+    #[error("job {index}: unknown handler `{name}`")]
+    UnknownHandler {
+        /// The job's position in the batch.
+        index: usize,
+        /// The name asked for.
+        name: String,
+    },
+    /// The job would need capabilities its principal lacks.
+    #[error("job {index}: handler `{name}` imports {missing} which `{user}` is not granted")]
+    Forbidden {
+        /// The job's position in the batch.
+        index: usize,
+        /// The handler.
+        name: String,
+        /// The principal.
+        user: String,
+        /// The missing capabilities.
+        missing: CapabilitySet,
+    },
+    /// The caller may not run jobs as another principal.
+    #[error("job {index}: `runAs` names another user, which needs the permission jobs.impersonate")]
+    Impersonation {
+        /// The job's position in the batch.
+        index: usize,
+    },
+    /// An active job holds the unique key.
+    #[error(transparent)]
+    Conflict(StoreError),
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<StoreError> for QueueError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UniqueConflict { .. } => QueueError::Conflict(error),
+            StoreError::NotFound(id) => QueueError::NotFound(id),
+            other => QueueError::Store(other),
+        }
+    }
+}
+
+/// The queue's settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Jobs running at once in this process. Default 16.
+    pub concurrency: usize,
+    /// Per-handler caps on jobs running at once.
+    pub handler_concurrency: HashMap<String, usize>,
+    /// Retries when a job does not say. Default 3.
+    pub max_retries: u32,
+    /// Backoff when a job does not say.
+    pub backoff: Backoff,
+    /// Timeout, fuel and memory when a job does not say, and the log,
+    /// result and input caps.
+    pub limits: Limits,
+    /// The largest input (job data as JSON) accepted. Default 1 MiB.
+    pub max_input_bytes: usize,
+    /// The longest timeout a job may ask for. Default 24 hours.
+    pub max_timeout: Duration,
+    /// How long a claim's lease lasts before it must be renewed.
+    pub lease: Duration,
+    /// This node's name, recorded on leases.
+    pub node_id: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            handler_concurrency: HashMap::new(),
+            max_retries: 3,
+            backoff: Backoff::default(),
+            limits: Limits::default(),
+            max_input_bytes: 1 << 20,
+            max_timeout: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(30),
+            node_id: "node-1".into(),
+        }
+    }
+}
+
+/// What the queue is built from.
+pub struct QueueParts {
+    /// Where jobs live.
+    pub store: Arc<dyn Store>,
+    /// Where handlers come from.
+    pub registry: Arc<Registry>,
+    /// Where jobs run.
+    pub sandbox: Arc<Sandbox>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Who may do what.
+    pub policy: Arc<dyn Policy>,
+    /// The records and artifacts jobs reach.
+    pub services: Services,
+    /// Settings.
+    pub config: QueueConfig,
+}
+
+/// The job queue. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    sandbox: Arc<Sandbox>,
+    clock: Arc<dyn Clock>,
+    policy: Arc<dyn Policy>,
+    services: Services,
+    config: QueueConfig,
+    /// Woken when a job is enqueued or a slot frees up.
+    wake: Notify,
+    /// Bumped after every change this process makes, for waiters.
+    changed: watch::Sender<u64>,
+    slots: Arc<Semaphore>,
+    /// Jobs running in this process: their cancel tokens and live progress.
+    running: Mutex<HashMap<String, Running>>,
+    per_handler: Mutex<HashMap<String, usize>>,
+    stats: metrics::Metrics,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    progress: Option<Progress>,
+}
+
+fn new_job_id() -> String {
+    format!("job_{:011x}{:013x}", Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
+}
+
+impl Queue {
+    /// A queue over `parts`. Call [`Queue::start`] to run jobs.
+    pub fn new(parts: QueueParts) -> Self {
+        let slots = Arc::new(Semaphore::new(parts.config.concurrency.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                registry: parts.registry,
+                sandbox: parts.sandbox,
+                clock: parts.clock,
+                policy: parts.policy,
+                services: parts.services,
+                config: parts.config,
+                wake: Notify::new(),
+                changed: watch::channel(0).0,
+                slots,
+                running: Mutex::new(HashMap::new()),
+                per_handler: Mutex::new(HashMap::new()),
+                stats: metrics::Metrics::default(),
+            }),
+        }
+    }
+
+    /// The handler registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Starts the worker pool; jobs run until the returned handle is stopped.
+    pub fn start(&self) -> Workers {
+        worker::start(self.inner.clone())
+    }
+
+    /// Enqueues one job as `caller`.
+    pub async fn enqueue(&self, caller: &Principal, job: NewJob) -> Result<Job, QueueError> {
+        let mut jobs = self.enqueue_batch(caller, vec![job]).await?;
+        Ok(jobs.remove(0))
+    }
+
+    /// Enqueues jobs as `caller`, all or none: one invalid job or unique-key
+    /// conflict refuses the batch and stores nothing.
+    pub async fn enqueue_batch(&self, caller: &Principal, jobs: Vec<NewJob>) -> Result<Vec<Job>, QueueError> {
+        let now = self.inner.clock.now();
+        let mut pinned: HashMap<String, (String, CapabilitySet)> = HashMap::new();
+        let mut inserts = Vec::with_capacity(jobs.len());
+        for (index, new) in jobs.into_iter().enumerate() {
+            if !pinned.contains_key(&new.name) {
+                let record = match self.inner.registry.get(&new.name).await {
+                    Ok(record) => record,
+                    Err(RegistryError::Unknown(name)) => {
+                        return Err(QueueError::UnknownHandler { index, name });
+                    }
+                    Err(other) => return Err(other.into()),
+                };
+                let compiled = self.inner.registry.compiled(&record.sha256).await?;
+                pinned.insert(new.name.clone(), (record.sha256, compiled.requested()));
+            }
+            let (sha256, requested) = pinned[&new.name].clone();
+            inserts.push(JobInsert { job: self.prepare(index, caller, new, sha256, requested, now)? });
+        }
+        let jobs = self.inner.store.enqueue(inserts, now).await?;
+        self.inner.wake.notify_one();
+        self.inner.bump();
+        Ok(jobs)
+    }
+
+    fn prepare(
+        &self,
+        index: usize,
+        caller: &Principal,
+        new: NewJob,
+        sha256: String,
+        requested: CapabilitySet,
+        now: DateTime<Utc>,
+    ) -> Result<Job, QueueError> {
+        let config = &self.inner.config;
+        let invalid = |field, message: String| QueueError::Invalid { index, field, message };
+        let input_size = serde_json::to_vec(&new.data).map_or(0, |v| v.len());
+        if input_size > config.max_input_bytes {
+            return Err(invalid(
+                "data",
+                format!("is {input_size} bytes, more than the cap of {}", config.max_input_bytes),
+            ));
+        }
+        let timeout = new.timeout.unwrap_or(config.limits.timeout.as_millis() as u64);
+        if timeout == 0 || timeout > config.max_timeout.as_millis() as u64 {
+            return Err(invalid(
+                "timeout",
+                format!("must be between 1 and {} ms, got {timeout}", config.max_timeout.as_millis()),
+            ));
+        }
+        let fuel = new.fuel.unwrap_or(config.limits.fuel);
+        if fuel == 0 {
+            return Err(invalid("fuel", "must be positive".into()));
+        }
+        let memory = new.memory.unwrap_or(config.limits.memory);
+        if memory < (1 << 20) {
+            return Err(invalid("memory", format!("must be at least 1 MiB (1048576 bytes), got {memory}")));
+        }
+        let backoff = new.backoff.unwrap_or(config.backoff);
+        backoff.validate().map_err(|m| invalid("backoff", m))?;
+        if let Some(key) = &new.unique_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(invalid("uniqueKey", "must be 1 to 256 characters".into()));
+        }
+        let run_as = match new.run_as {
+            Some(principal) if principal != *caller => {
+                if !self.inner.policy.may_impersonate(caller) {
+                    return Err(QueueError::Impersonation { index });
+                }
+                principal
+            }
+            _ => caller.clone(),
+        };
+        let missing = requested.difference(self.inner.policy.grants(&run_as));
+        if !missing.is_empty() {
+            return Err(QueueError::Forbidden { index, name: new.name, user: run_as.user_id, missing });
+        }
+        let run_at = new.run_at.unwrap_or(now).max(now);
+        Ok(Job {
+            id: new_job_id(),
+            name: new.name,
+            handler_sha256: sha256,
+            data: new.data,
+            priority: new.priority,
+            status: if run_at > now { JobStatus::Scheduled } else { JobStatus::Pending },
+            attempts: 0,
+            max_retries: new.max_retries.unwrap_or(config.max_retries),
+            backoff,
+            timeout,
+            fuel,
+            memory,
+            run_as,
+            run_at,
+            unique_key: new.unique_key,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            failed_at: None,
+            cancelled_at: None,
+            error: None,
+            result: None,
+            progress: None,
+            attempt_log: Vec::new(),
+        })
+    }
+
+    /// Cancels a job. Waiting jobs are cancelled at once; a running job is
+    /// stopped at its guest's next yield and then recorded as cancelled.
+    pub async fn cancel(&self, id: &str) -> Result<Job, QueueError> {
+        let job = match self.inner.store.cancel(id, self.inner.clock.now()).await? {
+            Cancelled::Now(job) | Cancelled::AlreadyFinal(job) => job,
+            Cancelled::Requested(job) => {
+                if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+                    running.cancel.cancel();
+                }
+                job
+            }
+        };
+        self.inner.bump();
+        Ok(job)
+    }
+
+    /// One job, with live progress if it runs in this process.
+    pub async fn get(&self, id: &str) -> Result<Job, QueueError> {
+        let mut job = self.inner.store.get(id).await?.ok_or_else(|| QueueError::NotFound(id.to_string()))?;
+        if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+            && running.progress.is_some()
+        {
+            job.progress = running.progress.clone();
+        }
+        Ok(job)
+    }
+
+    /// A page of jobs.
+    pub async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, QueueError> {
+        Ok(self.inner.store.list(query).await?)
+    }
+
+    /// The logs of a job's attempts.
+    pub async fn logs(&self, id: &str) -> Result<Vec<AttemptLog>, QueueError> {
+        self.get(id).await?;
+        Ok(self.inner.store.logs(id).await?)
+    }
+
+    /// Counts per status, and this process's throughput and run times.
+    pub async fn stats(&self) -> Result<(StatusCounts, RunStats), QueueError> {
+        Ok((self.inner.store.counts().await?, self.inner.stats.snapshot()))
+    }
+
+    /// Waits until job `id` is in a final status and returns it.
+    pub async fn wait_final(&self, id: &str) -> Result<Job, QueueError> {
+        self.wait_until(id, |job| job.status.is_final()).await
+    }
+
+    /// Waits until job `id` satisfies `done` and returns it. Wakes on every
+    /// change this process makes, never by polling on a timer.
+    pub async fn wait_until(&self, id: &str, done: impl Fn(&Job) -> bool) -> Result<Job, QueueError> {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            let job = self.get(id).await?;
+            if done(&job) {
+                return Ok(job);
+            }
+            changes.changed().await.map_err(|_| QueueError::NotFound(id.to_string()))?;
+        }
+    }
+}
+
+impl Inner {
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// The result of a completed attempt as JSON; a result that is not JSON is
+/// kept as a string.
+pub(crate) fn result_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}

@@ -1,0 +1,244 @@
+//! The worker pool: one dispatcher that claims ready jobs while slots are
+//! free, and one task per running job.
+//!
+//! A job waiting for its retry is back in the store with a later `run_at`:
+//! it holds no slot and no task. The dispatcher sleeps until the next job is
+//! due, a job is enqueued, or a slot frees up — never on a polling timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, Running, result_value};
+use crate::jobs::{Attempt, AttemptLog};
+use crate::sandbox::{Disposition, JobRun, Limits, Outcome, OutcomeKind, Progress, ProgressObserver};
+use crate::store::{ClaimRequest, Claimed, Finish, FinishKind};
+
+/// The running worker pool. Stop it with [`Workers::stop`].
+pub struct Workers {
+    shutdown: CancellationToken,
+    dispatcher: JoinHandle<()>,
+    inner: Arc<Inner>,
+}
+
+impl Workers {
+    /// Stops claiming, waits for running jobs to finish, and returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.dispatcher.await;
+        // Every running job holds a permit; taking them all means none runs.
+        let all = self.inner.config.concurrency.max(1) as u32;
+        let _ = self.inner.slots.acquire_many(all).await;
+    }
+}
+
+pub(super) fn start(inner: Arc<Inner>) -> Workers {
+    let shutdown = CancellationToken::new();
+    let dispatcher = tokio::spawn(dispatch(inner.clone(), shutdown.clone()));
+    Workers { shutdown, dispatcher, inner }
+}
+
+/// How many jobs to claim now: the free slots, but no more than the
+/// smallest remaining capacity of a capped handler, so a batch can never
+/// overrun a per-handler limit. Also names the handlers already at their cap.
+fn claim_budget(inner: &Inner, free: usize) -> (usize, Vec<String>) {
+    let counts = inner.per_handler.lock().unwrap_or_else(|e| e.into_inner());
+    let mut limit = free;
+    let mut saturated = Vec::new();
+    for (name, cap) in &inner.config.handler_concurrency {
+        let running = counts.get(name).copied().unwrap_or(0);
+        if running >= *cap {
+            saturated.push(name.clone());
+        } else {
+            limit = limit.min(cap - running);
+        }
+    }
+    (limit, saturated)
+}
+
+async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken) {
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        // Register interest before looking, so a wake-up in between is kept.
+        let woken = inner.wake.notified();
+        let free = inner.slots.available_permits();
+        let mut full_batch = false;
+        if free > 0 {
+            let (limit, exclude) = claim_budget(&inner, free);
+            let now = inner.clock.now();
+            let request = ClaimRequest {
+                now,
+                limit,
+                exclude,
+                owner: inner.config.node_id.clone(),
+                lease_until: now + chrono::Duration::from_std(inner.config.lease).unwrap_or_default(),
+            };
+            match inner.store.claim(request).await {
+                Ok(claimed) => {
+                    full_batch = claimed.len() == limit;
+                    if !claimed.is_empty() {
+                        inner.bump();
+                    }
+                    for job in claimed {
+                        let permit = inner
+                            .slots
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("claimed no more than the free slots");
+                        *inner
+                            .per_handler
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(job.job.name.clone())
+                            .or_insert(0) += 1;
+                        tokio::spawn(run_job(inner.clone(), job, permit));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "claiming jobs failed; retrying in a second");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        if full_batch && inner.slots.available_permits() > 0 {
+            continue;
+        }
+        let next_due = if inner.slots.available_permits() > 0 {
+            inner.store.next_run_at().await.ok().flatten()
+        } else {
+            None
+        };
+        tokio::select! {
+            () = woken => {}
+            () = async {
+                match next_due {
+                    Some(at) => inner.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps the latest progress of a running job where `Queue::get` sees it.
+struct LiveProgress {
+    inner: Arc<Inner>,
+    job_id: String,
+}
+
+impl ProgressObserver for LiveProgress {
+    fn progress(&self, progress: &Progress) {
+        if let Some(running) =
+            self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.job_id)
+        {
+            running.progress = Some(progress.clone());
+        }
+    }
+}
+
+async fn run_job(inner: Arc<Inner>, claimed: Claimed, permit: OwnedSemaphorePermit) {
+    let Claimed { job, lease_token } = claimed;
+    let cancel = CancellationToken::new();
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(job.id.clone(), Running { cancel: cancel.clone(), progress: None });
+    let started_at = inner.clock.now();
+
+    let outcome = match inner.registry.compiled(&job.handler_sha256).await {
+        Ok(handler) => {
+            let mut run =
+                JobRun::new(job.id.clone(), job.name.clone(), job.run_as.clone(), job.data.to_string());
+            run.attempt = job.attempts;
+            run.max_attempts = job.max_attempts();
+            run.enqueued_at = job.created_at;
+            run.limits = Limits {
+                fuel: job.fuel,
+                timeout: Duration::from_millis(job.timeout),
+                memory: job.memory,
+                ..inner.config.limits
+            };
+            // Grants are decided now, not at enqueue: a permission revoked in
+            // between fails the job before it runs.
+            run.grants = inner.policy.grants(&job.run_as);
+            run.services = inner.services.clone();
+            run.cancel = cancel;
+            run.observer = Some(Arc::new(LiveProgress { inner: inner.clone(), job_id: job.id.clone() }));
+            inner.sandbox.run(&handler, run).await
+        }
+        Err(error) => Outcome {
+            kind: OutcomeKind::InvalidComponent { message: error.to_string() },
+            usage: Default::default(),
+            log: Default::default(),
+            progress: None,
+        },
+    };
+    inner.stats.record(outcome.usage.wall);
+
+    let now = inner.clock.now();
+    let kind = match outcome.kind.disposition() {
+        Disposition::Done => match &outcome.kind {
+            OutcomeKind::Completed { result } => FinishKind::Complete { result: result_value(result) },
+            _ => unreachable!("only completion is done"),
+        },
+        Disposition::Retry if job.attempts < job.max_attempts() => {
+            let delay = job.backoff.delay_ms(job.attempts, fastrand::f64());
+            FinishKind::Retry { run_at: now + chrono::Duration::milliseconds(delay as i64) }
+        }
+        Disposition::Retry | Disposition::Fail => FinishKind::Fail,
+        Disposition::Cancelled => FinishKind::Cancel,
+    };
+    let error = match &outcome.kind {
+        OutcomeKind::Completed { .. } => None,
+        other => Some(other.to_string()),
+    };
+    let logged = !outcome.log.lines.is_empty();
+    let log = logged.then_some(AttemptLog {
+        attempt: job.attempts,
+        lines: outcome.log.lines,
+        dropped_bytes: outcome.log.dropped_bytes,
+    });
+    let finish = Finish {
+        job_id: job.id.clone(),
+        lease_token,
+        kind,
+        attempt: Attempt {
+            number: job.attempts,
+            started_at,
+            finished_at: now,
+            outcome: outcome.kind.name().to_string(),
+            error,
+            usage: outcome.usage,
+        },
+        log,
+        progress: outcome.progress,
+        timed_out: matches!(outcome.kind, OutcomeKind::Timeout { .. }),
+    };
+    match inner.store.finish(vec![finish], now).await {
+        Ok(mut results) => {
+            if let Some(Err(error)) = results.pop() {
+                tracing::warn!(job = %job.id, %error, "attempt result not recorded");
+            }
+        }
+        Err(error) => tracing::error!(job = %job.id, %error, "attempt result not recorded"),
+    }
+
+    inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
+    if let Some(count) = inner.per_handler.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&job.name) {
+        *count -= 1;
+    }
+    drop(permit);
+    inner.wake.notify_one();
+    inner.bump();
+}

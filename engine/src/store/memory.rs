@@ -1,0 +1,361 @@
+//! The in-memory store: everything in one mutex-guarded structure. For
+//! tests, benchmarks and `objectos run`; it forgets everything on exit.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Store, StoreError,
+    event_for, finish_events,
+};
+use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
+use crate::sandbox::Progress;
+
+type ReadyKey = (Reverse<i64>, i64, u64);
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<u64, Job>,
+    seq_of: HashMap<String, u64>,
+    next_seq: u64,
+    /// Waiting jobs whose time has come, in claim order.
+    ready: BTreeSet<ReadyKey>,
+    /// Waiting jobs whose time has not come, by (run_at, seq).
+    delayed: BTreeSet<(i64, u64)>,
+    leases: HashMap<String, u64>,
+    next_token: u64,
+    unique: HashMap<String, String>,
+    events: Vec<JobEvent>,
+    logs: HashMap<String, Vec<AttemptLog>>,
+    handlers: BTreeMap<String, HandlerRecord>,
+    versions: HashMap<String, Arc<Vec<u8>>>,
+}
+
+/// Jobs, events and handlers in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn emit(&mut self, mut event: JobEvent) {
+        event.seq = self.events.len() as u64 + 1;
+        self.events.push(event);
+    }
+
+    fn wait(&mut self, seq: u64, job: &Job, now: DateTime<Utc>) {
+        let run_at = job.run_at.timestamp_millis();
+        if job.run_at <= now {
+            self.ready.insert((Reverse(job.priority.rank()), run_at, seq));
+        } else {
+            self.delayed.insert((run_at, seq));
+        }
+    }
+
+    fn unwait(&mut self, seq: u64, job: &Job) {
+        let run_at = job.run_at.timestamp_millis();
+        self.ready.remove(&(Reverse(job.priority.rank()), run_at, seq));
+        self.delayed.remove(&(run_at, seq));
+    }
+
+    fn promote_due(&mut self, now: DateTime<Utc>) {
+        let now = now.timestamp_millis();
+        while let Some(&(run_at, seq)) = self.delayed.first() {
+            if run_at > now {
+                break;
+            }
+            self.delayed.pop_first();
+            let priority = self.jobs[&seq].priority.rank();
+            self.ready.insert((Reverse(priority), run_at, seq));
+        }
+    }
+
+    fn release_unique(&mut self, job: &Job) {
+        if let Some(key) = &job.unique_key
+            && self.unique.get(key) == Some(&job.id)
+        {
+            self.unique.remove(key);
+        }
+    }
+}
+
+fn sort_key(sort: JobSort, job: &Job, seq: u64) -> (i64, i64, i64) {
+    let seq = seq as i64;
+    match sort {
+        JobSort::CreatedAtDesc => (-seq, 0, 0),
+        JobSort::CreatedAtAsc => (seq, 0, 0),
+        JobSort::PriorityDesc => (-job.priority.rank(), seq, 0),
+        JobSort::RunAtAsc => (job.run_at.timestamp_millis(), seq, 0),
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let mut state = self.lock();
+        let mut keys = HashMap::new();
+        for insert in &jobs {
+            if let Some(key) = &insert.job.unique_key {
+                let holder = state.unique.get(key).or_else(|| keys.get(key));
+                if let Some(holder) = holder {
+                    return Err(StoreError::UniqueConflict { key: key.clone(), job_id: holder.clone() });
+                }
+                keys.insert(key.clone(), insert.job.id.clone());
+            }
+        }
+        let mut stored = Vec::with_capacity(jobs.len());
+        for JobInsert { job } in jobs {
+            state.next_seq += 1;
+            let seq = state.next_seq;
+            let transition = if job.status == JobStatus::Scheduled {
+                Transition::EnqueueDelayed
+            } else {
+                Transition::Enqueue
+            };
+            state.emit(event_for(&job, transition, None, now, serde_json::json!({"priority": job.priority})));
+            if let Some(key) = &job.unique_key {
+                state.unique.insert(key.clone(), job.id.clone());
+            }
+            state.wait(seq, &job, now);
+            state.seq_of.insert(job.id.clone(), seq);
+            state.jobs.insert(seq, job.clone());
+            stored.push(job);
+        }
+        Ok(stored)
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        let mut state = self.lock();
+        state.promote_due(request.now);
+        let chosen: Vec<ReadyKey> = state
+            .ready
+            .iter()
+            .filter(|(_, _, seq)| !request.exclude.contains(&state.jobs[seq].name))
+            .take(request.limit)
+            .copied()
+            .collect();
+        let mut claimed = Vec::with_capacity(chosen.len());
+        for key in chosen {
+            state.ready.remove(&key);
+            state.next_token += 1;
+            let token = state.next_token;
+            let job = state.jobs.get_mut(&key.2).expect("ready jobs exist");
+            let from = job.status;
+            job.status = JobStatus::Running;
+            job.attempts += 1;
+            job.started_at = Some(request.now);
+            let job = job.clone();
+            state.leases.insert(job.id.clone(), token);
+            state.emit(event_for(
+                &job,
+                Transition::Claim,
+                Some(from),
+                request.now,
+                serde_json::json!({"owner": request.owner}),
+            ));
+            claimed.push(Claimed { job, lease_token: token });
+        }
+        Ok(claimed)
+    }
+
+    async fn finish(
+        &self,
+        finishes: Vec<Finish>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let mut state = self.lock();
+        let mut results = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            let Some(&seq) = state.seq_of.get(&finish.job_id) else {
+                results.push(Err(StoreError::NotFound(finish.job_id)));
+                continue;
+            };
+            let holds_lease = state.leases.get(&finish.job_id) == Some(&finish.lease_token);
+            if !holds_lease || state.jobs[&seq].status != JobStatus::Running {
+                results.push(Err(StoreError::LeaseLost(finish.job_id)));
+                continue;
+            }
+            state.leases.remove(&finish.job_id);
+            let job = state.jobs.get_mut(&seq).expect("exists");
+            let from = job.status;
+            job.attempt_log.push(finish.attempt.clone());
+            job.error = finish.attempt.error.clone();
+            if finish.progress.is_some() {
+                job.progress = finish.progress.clone();
+            }
+            match &finish.kind {
+                FinishKind::Complete { result } => {
+                    job.status = JobStatus::Completed;
+                    job.result = Some(result.clone());
+                    job.completed_at = Some(now);
+                }
+                FinishKind::Retry { run_at } => {
+                    job.status = JobStatus::Retrying;
+                    job.run_at = *run_at;
+                }
+                FinishKind::Fail => {
+                    job.status = JobStatus::Failed;
+                    job.failed_at = Some(now);
+                }
+                FinishKind::Cancel => {
+                    job.status = JobStatus::Cancelled;
+                    job.cancelled_at = Some(now);
+                }
+            }
+            let job = job.clone();
+            for event in finish_events(&job, &finish, from, now) {
+                state.emit(event);
+            }
+            if job.status.is_final() {
+                state.release_unique(&job);
+            } else {
+                state.wait(seq, &job, now);
+            }
+            if let Some(log) = finish.log {
+                state.logs.entry(job.id.clone()).or_default().push(log);
+            }
+            results.push(Ok(job));
+        }
+        Ok(results)
+    }
+
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError> {
+        let mut state = self.lock();
+        let seq = *state.seq_of.get(id).ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let job = state.jobs[&seq].clone();
+        if job.status.is_final() {
+            return Ok(Cancelled::AlreadyFinal(job));
+        }
+        if job.status == JobStatus::Running {
+            return Ok(Cancelled::Requested(job));
+        }
+        state.unwait(seq, &job);
+        let from = job.status;
+        let job = {
+            let stored = state.jobs.get_mut(&seq).expect("exists");
+            stored.status = JobStatus::Cancelled;
+            stored.cancelled_at = Some(now);
+            stored.clone()
+        };
+        state.release_unique(&job);
+        state.emit(event_for(&job, Transition::Cancel, Some(from), now, serde_json::json!({})));
+        Ok(Cancelled::Now(job))
+    }
+
+    async fn set_progress(&self, id: &str, lease_token: u64, progress: Progress) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.leases.get(id) != Some(&lease_token) {
+            return Err(StoreError::LeaseLost(id.to_string()));
+        }
+        let seq = state.seq_of[id];
+        state.jobs.get_mut(&seq).expect("exists").progress = Some(progress);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let state = self.lock();
+        Ok(state.seq_of.get(id).map(|seq| state.jobs[seq].clone()))
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let state = self.lock();
+        let mut matching: Vec<(u64, &Job)> = state
+            .jobs
+            .iter()
+            .filter(|(_, job)| query.name.as_ref().is_none_or(|n| &job.name == n))
+            .filter(|(_, job)| query.status.is_empty() || query.status.contains(&job.status))
+            .filter(|(_, job)| query.priority.is_none_or(|p| job.priority == p))
+            .map(|(seq, job)| (*seq, job))
+            .collect();
+        matching.sort_by_key(|(seq, job)| sort_key(query.sort, job, *seq));
+        Ok(matching
+            .into_iter()
+            .skip(query.skip as usize)
+            .take(query.page_size() as usize)
+            .map(|(_, job)| job.clone())
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        let state = self.lock();
+        let mut counts = StatusCounts::default();
+        for job in state.jobs.values() {
+            counts.total += 1;
+            *counts.by_status.entry(job.status.to_string()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn logs(&self, id: &str) -> Result<Vec<AttemptLog>, StoreError> {
+        Ok(self.lock().logs.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        let ready = state.ready.first().map(|(_, run_at, _)| *run_at);
+        let delayed = state.delayed.first().map(|(run_at, _)| *run_at);
+        Ok([ready, delayed].into_iter().flatten().min().and_then(DateTime::from_timestamp_millis))
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state.events.iter().skip(after as usize).take(limit).cloned().collect())
+    }
+
+    async fn put_handler(
+        &self,
+        name: &str,
+        sha256: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<HandlerRecord, StoreError> {
+        let mut state = self.lock();
+        state.versions.entry(sha256.to_string()).or_insert_with(|| Arc::new(bytes.to_vec()));
+        let record = state.handlers.entry(name.to_string()).or_insert_with(|| HandlerRecord {
+            name: name.to_string(),
+            sha256: sha256.to_string(),
+            versions: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        });
+        if record.sha256 != sha256 {
+            record.sha256 = sha256.to_string();
+            record.updated_at = now;
+        }
+        if !record.versions.iter().any(|v| v == sha256) {
+            record.versions.push(sha256.to_string());
+        }
+        Ok(record.clone())
+    }
+
+    async fn handler(&self, name: &str) -> Result<Option<HandlerRecord>, StoreError> {
+        Ok(self.lock().handlers.get(name).cloned())
+    }
+
+    async fn handlers(&self) -> Result<Vec<HandlerRecord>, StoreError> {
+        Ok(self.lock().handlers.values().cloned().collect())
+    }
+
+    async fn handler_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().versions.get(sha256).map(|bytes| bytes.to_vec()))
+    }
+
+    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().handlers.remove(name).is_some())
+    }
+}

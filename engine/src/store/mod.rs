@@ -1,0 +1,262 @@
+//! Durable state behind one trait: jobs, their events (the outbox), attempt
+//! logs and handler versions.
+//!
+//! Every backend — in-memory for tests, SQLite embedded, PostgreSQL for
+//! several nodes — implements [`Store`] and passes the same conformance
+//! suite (`engine/tests/it/store_conformance.rs`). The trait assumes
+//! nothing about where the data lives: no caller may rely on the store
+//! being in this process or on this process being its only user. Each
+//! method is one atomic unit; a status change and its events are always
+//! written together.
+
+pub mod memory;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::jobs::{Attempt, AttemptLog, Job, JobEvent, JobQuery, StatusCounts};
+use crate::sandbox::Progress;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// Another active job holds this unique key.
+    #[error("an active job already holds unique key `{key}` (job {job_id})")]
+    UniqueConflict {
+        /// The key.
+        key: String,
+        /// The job holding it.
+        job_id: String,
+    },
+    /// The caller no longer holds the job's lease (its token is stale).
+    #[error("job {0} is no longer leased to this worker")]
+    LeaseLost(String),
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// The database failed.
+    #[error("storage failed: {0}")]
+    Backend(String),
+}
+
+/// A job ready to be stored: the model plus its first event's details.
+#[derive(Debug, Clone)]
+pub struct JobInsert {
+    /// The job, with status pending or scheduled and no attempts.
+    pub job: Job,
+}
+
+/// What a worker asks for when it has free slots.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The time of the claim: jobs whose `run_at` is later stay.
+    pub now: DateTime<Utc>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// Handlers at their concurrency limit: skip their jobs.
+    pub exclude: Vec<String>,
+    /// Who claims (a node and worker id), recorded on the lease.
+    pub owner: String,
+    /// When the lease lapses unless renewed.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// A job taken by a worker, with its fencing token.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job, now running, with `attempts` counting this attempt.
+    pub job: Job,
+    /// Must accompany every later change this worker makes to the job.
+    pub lease_token: u64,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinishKind {
+    /// The result.
+    Complete {
+        /// The handler's result.
+        result: Value,
+    },
+    /// Run again at `run_at`.
+    Retry {
+        /// When.
+        run_at: DateTime<Utc>,
+    },
+    /// Failed for good.
+    Fail,
+    /// Stopped by a cancel.
+    Cancel,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The job.
+    pub job_id: String,
+    /// The token from the claim; a stale one is refused.
+    pub lease_token: u64,
+    /// What happens to the job.
+    pub kind: FinishKind,
+    /// The attempt's record (its `error` becomes the job's error).
+    pub attempt: Attempt,
+    /// The attempt's log, if it logged anything.
+    pub log: Option<AttemptLog>,
+    /// The last progress reported.
+    pub progress: Option<Progress>,
+    /// Whether the attempt ended by its wall-clock timeout.
+    pub timed_out: bool,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    /// The job was waiting and is now cancelled.
+    Now(Job),
+    /// The job is running; it is marked and its worker must stop it.
+    Requested(Job),
+    /// The job had already finished; nothing changed.
+    AlreadyFinal(Job),
+}
+
+/// A handler name and the version it currently points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerRecord {
+    /// The name jobs are enqueued under.
+    pub name: String,
+    /// The current version's sha256.
+    pub sha256: String,
+    /// Every version ever registered under this name, oldest first.
+    pub versions: Vec<String>,
+    /// When the name was first registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed version.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The storage every engine node shares.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores new jobs and their `job.enqueued` events, all or none. A unique
+    /// key held by an active job (or twice in the batch) refuses the batch.
+    async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+
+    /// Takes up to `limit` waiting jobs whose time has come, most urgent
+    /// first (priority, then `run_at`, then creation), marks them running
+    /// under a new lease and emits `job.started` for each.
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Ends attempts. Each finish is its own unit: a stale lease refuses
+    /// that one only. Results are in the order given.
+    async fn finish(
+        &self,
+        finishes: Vec<Finish>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+
+    /// Cancels a job: waiting jobs at once, running ones by request.
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError>;
+
+    /// Records the latest progress of a running job under its lease.
+    async fn set_progress(&self, id: &str, lease_token: u64, progress: Progress) -> Result<(), StoreError>;
+
+    /// One job.
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// A page of jobs.
+    async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+
+    /// How many jobs are in each status.
+    async fn counts(&self) -> Result<StatusCounts, StoreError>;
+
+    /// The logs of a job's attempts, oldest first.
+    async fn logs(&self, id: &str) -> Result<Vec<AttemptLog>, StoreError>;
+
+    /// The earliest `run_at` of any waiting job.
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Lifecycle events with a sequence number above `after`, oldest first.
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
+
+    /// Stores a handler version (if new) and points `name` at it.
+    async fn put_handler(
+        &self,
+        name: &str,
+        sha256: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<HandlerRecord, StoreError>;
+
+    /// A handler by name.
+    async fn handler(&self, name: &str) -> Result<Option<HandlerRecord>, StoreError>;
+
+    /// Every handler, by name.
+    async fn handlers(&self) -> Result<Vec<HandlerRecord>, StoreError>;
+
+    /// The bytes of a handler version.
+    async fn handler_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes a handler name (its versions stay for jobs pinned to them).
+    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// Builds the event for `transition` of `job` from `from`.
+pub(crate) fn event_for(
+    job: &Job,
+    transition: crate::jobs::Transition,
+    from: Option<crate::jobs::JobStatus>,
+    at: DateTime<Utc>,
+    data: Value,
+) -> JobEvent {
+    JobEvent {
+        seq: 0,
+        at,
+        event: transition.event(),
+        job_id: job.id.clone(),
+        job_name: job.name.clone(),
+        attempt: job.attempts,
+        from,
+        to: transition.to(),
+        data,
+    }
+}
+
+/// The events that ending an attempt emits: `job.timed_out` first when the
+/// attempt timed out, then the transition's own event.
+pub(crate) fn finish_events(
+    job: &Job,
+    finish: &Finish,
+    from: crate::jobs::JobStatus,
+    at: DateTime<Utc>,
+) -> Vec<JobEvent> {
+    use crate::jobs::{EventType, Transition};
+    let transition = match finish.kind {
+        FinishKind::Complete { .. } => Transition::Complete,
+        FinishKind::Retry { .. } => Transition::Retry,
+        FinishKind::Fail => Transition::Fail,
+        FinishKind::Cancel => Transition::Cancel,
+    };
+    let mut data = serde_json::json!({
+        "outcome": finish.attempt.outcome,
+        "error": finish.attempt.error,
+        "usage": finish.attempt.usage,
+    });
+    if let FinishKind::Retry { run_at } = finish.kind {
+        data["nextRunAt"] = Value::String(run_at.to_rfc3339());
+    }
+    let mut events = Vec::with_capacity(2);
+    if finish.timed_out {
+        let mut timed_out = event_for(job, transition, Some(from), at, data.clone());
+        timed_out.event = EventType::TimedOut;
+        timed_out.to = from;
+        events.push(timed_out);
+    }
+    events.push(event_for(job, transition, Some(from), at, data));
+    events
+}

@@ -1,0 +1,793 @@
+//! The embedded SQLite store: one database file in WAL mode.
+//!
+//! Writes go through one writer thread that commits whatever has queued up
+//! in a single transaction (group commit), each request inside its own
+//! savepoint so one request's failure never touches another's. Replies are
+//! sent only after the commit, so a caller never sees a write that could
+//! still be lost. Reads use a separate connection; WAL lets them run beside
+//! the writer, and other processes may open the same file.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use tokio::sync::oneshot;
+
+use super::{
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Store, StoreError,
+    event_for, finish_events,
+};
+use crate::jobs::{
+    AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
+};
+use crate::sandbox::Progress;
+
+/// Schema migrations, applied in order on open; never edit a shipped one.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        handler_sha256 TEXT NOT NULL,
+        data TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        backoff TEXT NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        fuel INTEGER NOT NULL,
+        memory INTEGER NOT NULL,
+        run_as TEXT NOT NULL,
+        run_at INTEGER NOT NULL,
+        unique_key TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        completed_at INTEGER,
+        failed_at INTEGER,
+        cancelled_at INTEGER,
+        error TEXT,
+        result TEXT,
+        progress TEXT,
+        attempt_log TEXT NOT NULL DEFAULT '[]',
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
+        WHERE status IN ('pending', 'scheduled', 'retrying');
+    CREATE INDEX jobs_due ON jobs (run_at) WHERE status IN ('pending', 'scheduled', 'retrying');
+    CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('pending', 'scheduled', 'running', 'retrying');
+    CREATE INDEX jobs_status ON jobs (status, seq);
+    CREATE INDEX jobs_name ON jobs (name, seq);
+    CREATE TABLE job_logs (
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        lines TEXT NOT NULL,
+        dropped_bytes INTEGER NOT NULL,
+        PRIMARY KEY (job_id, attempt)
+    );
+    CREATE TABLE job_events (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        job_name TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE handlers (
+        name TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        versions TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE handler_versions (
+        sha256 TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
+)];
+
+const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
+    timeout_ms, fuel, memory, run_as, run_at, unique_key, created_at, started_at, completed_at, failed_at, \
+    cancelled_at, error, result, progress, attempt_log";
+
+const WAITING: &str = "('pending', 'scheduled', 'retrying')";
+
+/// How hard commits are pushed to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is fsynced: nothing acknowledged is lost, even on power loss.
+    #[default]
+    Full,
+    /// Commits survive a crash of the process (kill -9) but the last ones may
+    /// be lost on power loss. Faster on slow disks.
+    Normal,
+}
+
+type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Work = Box<dyn FnOnce(&Connection) -> Delivery + Send>;
+
+/// Jobs, events and handlers in one SQLite database file.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Work>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -32000;"
+    ))
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let applied: i64 = tx
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map_err(backend)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        tx.execute_batch(sql).map_err(|e| backend(format!("migration {version}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2)",
+            params![version, Utc::now().timestamp_millis()],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
+        }
+        let mut writer_conn = open_connection(&path, durability)?;
+        migrate(&mut writer_conn)?;
+        let reader = open_connection(&path, durability)?;
+        let (writer, work) = mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("objectos-sqlite-writer".into())
+            .spawn(move || write_loop(writer_conn, work))
+            .map_err(backend)?;
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in its own savepoint inside the writer's next transaction
+    /// and returns its result once that transaction has committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |committed| {
+                let _ = reply.send(committed.and(result));
+            })
+        });
+        self.writer.send(work).map_err(|_| backend("the database writer has stopped"))?;
+        answer.await.map_err(|_| backend("the write was not committed (see the engine log)"))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .map_err(backend)?
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT request").map_err(backend)?;
+    let result = f(conn);
+    let end = if result.is_ok() { "RELEASE request" } else { "ROLLBACK TO request; RELEASE request" };
+    conn.execute_batch(end).map_err(backend)?;
+    result
+}
+
+/// Commits whatever work has queued up, in one transaction at a time.
+fn write_loop(conn: Connection, work: mpsc::Receiver<Work>) {
+    const MAX_BATCH: usize = 1024;
+    while let Ok(first) = work.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match work.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the work unrun drops its reply channel: each caller
+            // gets an error and nothing was written.
+            tracing::error!(%error, "cannot begin a write transaction");
+            continue;
+        }
+        let deliveries: Vec<Delivery> = batch.into_iter().map(|item| item(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for deliver in deliveries {
+            deliver(committed.clone());
+        }
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("engine types serialize")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let status: String = row.get(5)?;
+    let progress: Option<String> = row.get(22)?;
+    let result: Option<String> = row.get(21)?;
+    Ok(Job {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        handler_sha256: row.get(2)?,
+        data: parse(&row.get::<_, String>(3)?)?,
+        priority: Priority::from_rank(row.get(4)?).unwrap_or_default(),
+        status: status
+            .parse()
+            .map_err(|e: String| rusqlite::Error::InvalidColumnType(5, e, rusqlite::types::Type::Text))?,
+        attempts: row.get(6)?,
+        max_retries: row.get(7)?,
+        backoff: parse(&row.get::<_, String>(8)?)?,
+        timeout: row.get::<_, i64>(9)? as u64,
+        fuel: row.get::<_, i64>(10)? as u64,
+        memory: row.get::<_, i64>(11)? as u64,
+        run_as: parse(&row.get::<_, String>(12)?)?,
+        run_at: time(row.get(13)?),
+        unique_key: row.get(14)?,
+        created_at: time(row.get(15)?),
+        started_at: row.get::<_, Option<i64>>(16)?.map(time),
+        completed_at: row.get::<_, Option<i64>>(17)?.map(time),
+        failed_at: row.get::<_, Option<i64>>(18)?.map(time),
+        cancelled_at: row.get::<_, Option<i64>>(19)?.map(time),
+        error: row.get(20)?,
+        result: result.as_deref().map(parse).transpose()?,
+        progress: progress.as_deref().map(parse).transpose()?,
+        attempt_log: parse(&row.get::<_, String>(23)?)?,
+    })
+}
+
+fn get_job(conn: &Connection, id: &str) -> Result<Option<Job>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], job_from_row).optional())
+        .map_err(backend)
+}
+
+fn insert_event(conn: &Connection, event: &JobEvent) -> Result<u64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO job_events (at, type, job_id, job_name, attempt, from_status, to_status, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            millis(event.at),
+            event.event.as_str(),
+            event.job_id,
+            event.job_name,
+            event.attempt,
+            event.from.map(|s| s.as_str()),
+            event.to.as_str(),
+            json(&event.data),
+        ])
+    })
+    .map_err(backend)?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
+    let kind: String = row.get(2)?;
+    let from: Option<String> = row.get(6)?;
+    let to: String = row.get(7)?;
+    let bad = |i, e: String| rusqlite::Error::InvalidColumnType(i, e, rusqlite::types::Type::Text);
+    Ok(JobEvent {
+        seq: row.get::<_, i64>(0)? as u64,
+        at: time(row.get(1)?),
+        event: crate::jobs::EventType::parse(&kind).ok_or_else(|| bad(2, kind.clone()))?,
+        job_id: row.get(3)?,
+        job_name: row.get(4)?,
+        attempt: row.get(5)?,
+        from: from.map(|f| f.parse()).transpose().map_err(|e| bad(6, e))?,
+        to: to.parse().map_err(|e| bad(7, e))?,
+        data: parse(&row.get::<_, String>(8)?)?,
+    })
+}
+
+fn handler_from_row(row: &Row<'_>) -> rusqlite::Result<HandlerRecord> {
+    Ok(HandlerRecord {
+        name: row.get(0)?,
+        sha256: row.get(1)?,
+        versions: parse(&row.get::<_, String>(2)?)?,
+        created_at: time(row.get(3)?),
+        updated_at: time(row.get(4)?),
+    })
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(&format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]')"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                job.id,
+                job.name,
+                job.handler_sha256,
+                json(&job.data),
+                job.priority.rank(),
+                job.status.as_str(),
+                job.attempts,
+                job.max_retries,
+                json(&job.backoff),
+                job.timeout as i64,
+                job.fuel as i64,
+                job.memory as i64,
+                json(&job.run_as),
+                millis(job.run_at),
+                job.unique_key,
+                millis(job.created_at),
+            ])
+        });
+    match inserted {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) && job.unique_key.is_some() => {
+            let key = job.unique_key.clone().unwrap_or_default();
+            let holder: String = conn
+                .query_row(
+                    "SELECT id FROM jobs WHERE unique_key = ?1 AND status IN ('pending', 'scheduled', 'running', 'retrying')",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .unwrap_or_default();
+            return Err(StoreError::UniqueConflict { key, job_id: holder });
+        }
+        Err(error) => return Err(backend(error)),
+    }
+    let transition =
+        if job.status == JobStatus::Scheduled { Transition::EnqueueDelayed } else { Transition::Enqueue };
+    insert_event(
+        conn,
+        &event_for(job, transition, None, now, serde_json::json!({"priority": job.priority})),
+    )?;
+    Ok(())
+}
+
+fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+    let exclude = vec!["?"; request.exclude.len()].join(", ");
+    let not_excluded =
+        if request.exclude.is_empty() { String::new() } else { format!("AND name NOT IN ({exclude})") };
+    let sql = format!(
+        "SELECT seq FROM jobs WHERE status IN {WAITING} AND run_at <= ? {not_excluded}
+         ORDER BY priority DESC, run_at, seq LIMIT ?"
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![millis(request.now).into()];
+    values.extend(request.exclude.iter().map(|n| n.clone().into()));
+    values.push((request.limit as i64).into());
+    let seqs: Vec<i64> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_map(params_from_iter(values), |r| r.get(0))?.collect())
+        .map_err(backend)?;
+    let mut claimed = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let (id, from): (String, String) = conn
+            .prepare_cached("SELECT id, status FROM jobs WHERE seq = ?1")
+            .and_then(|mut stmt| stmt.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(backend)?;
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
+             lease_expires_at = ?4 WHERE seq = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![seq, millis(request.now), request.owner, millis(request.lease_until)])
+        })
+        .map_err(backend)?;
+        let job = get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let from: JobStatus = from.parse().map_err(backend)?;
+        let event = event_for(
+            &job,
+            Transition::Claim,
+            Some(from),
+            request.now,
+            serde_json::json!({"owner": request.owner}),
+        );
+        // The started event's sequence number is unique and increasing: it
+        // doubles as the lease's fencing token.
+        let token = insert_event(conn, &event)?;
+        conn.prepare_cached("UPDATE jobs SET lease_token = ?2 WHERE seq = ?1")
+            .and_then(|mut stmt| stmt.execute(params![seq, token as i64]))
+            .map_err(backend)?;
+        claimed.push(Claimed { job, lease_token: token });
+    }
+    Ok(claimed)
+}
+
+fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<Job, StoreError> {
+    let (status, run_at, result, completed, failed, cancelled) = match &finish.kind {
+        FinishKind::Complete { result } => {
+            (JobStatus::Completed, None, Some(json(result)), Some(millis(now)), None, None)
+        }
+        FinishKind::Retry { run_at } => (JobStatus::Retrying, Some(millis(*run_at)), None, None, None, None),
+        FinishKind::Fail => (JobStatus::Failed, None, None, None, Some(millis(now)), None),
+        FinishKind::Cancel => (JobStatus::Cancelled, None, None, None, None, Some(millis(now))),
+    };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = ?3, run_at = coalesce(?4, run_at), result = ?5, completed_at = ?6,
+             failed_at = ?7, cancelled_at = ?8, error = ?9, progress = coalesce(?10, progress),
+             attempt_log = json_insert(attempt_log, '$[#]', json(?11)),
+             lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                finish.job_id,
+                finish.lease_token as i64,
+                status.as_str(),
+                run_at,
+                result,
+                completed,
+                failed,
+                cancelled,
+                finish.attempt.error,
+                finish.progress.as_ref().map(json),
+                json(&finish.attempt),
+            ])
+        })
+        .map_err(backend)?;
+    if changed == 0 {
+        return Err(match get_job(conn, &finish.job_id)? {
+            None => StoreError::NotFound(finish.job_id.clone()),
+            Some(_) => StoreError::LeaseLost(finish.job_id.clone()),
+        });
+    }
+    let job = get_job(conn, &finish.job_id)?.ok_or_else(|| StoreError::NotFound(finish.job_id.clone()))?;
+    for event in finish_events(&job, finish, JobStatus::Running, now) {
+        insert_event(conn, &event)?;
+    }
+    if let Some(log) = &finish.log {
+        conn.prepare_cached("INSERT OR REPLACE INTO job_logs VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut stmt| {
+                stmt.execute(params![job.id, log.attempt, json(&log.lines), log.dropped_bytes as i64])
+            })
+            .map_err(backend)?;
+    }
+    Ok(job)
+}
+
+fn order_by(sort: JobSort) -> &'static str {
+    match sort {
+        JobSort::CreatedAtDesc => "seq DESC",
+        JobSort::CreatedAtAsc => "seq ASC",
+        JobSort::PriorityDesc => "priority DESC, seq ASC",
+        JobSort::RunAtAsc => "run_at ASC, seq ASC",
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        self.write(move |conn| {
+            for insert in &jobs {
+                insert_job(conn, &insert.job, now)?;
+            }
+            Ok(jobs.into_iter().map(|insert| insert.job).collect())
+        })
+        .await
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.write(move |conn| claim(conn, &request)).await
+    }
+
+    async fn finish(
+        &self,
+        finishes: Vec<Finish>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.write(move |conn| {
+            Ok(finishes.iter().map(|finish| in_savepoint(conn, |c| finish_one(c, finish, now))).collect())
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let job = get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            if job.status.is_final() {
+                return Ok(Cancelled::AlreadyFinal(job));
+            }
+            if job.status == JobStatus::Running {
+                conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [&id]).map_err(backend)?;
+                return Ok(Cancelled::Requested(job));
+            }
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', cancelled_at = ?2 WHERE id = ?1",
+                params![id, millis(now)],
+            )
+            .map_err(backend)?;
+            let cancelled = get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            insert_event(
+                conn,
+                &event_for(&cancelled, Transition::Cancel, Some(job.status), now, serde_json::json!({})),
+            )?;
+            Ok(Cancelled::Now(cancelled))
+        })
+        .await
+    }
+
+    async fn set_progress(&self, id: &str, lease_token: u64, progress: Progress) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE jobs SET progress = ?3 WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+                    params![id, lease_token as i64, json(&progress)],
+                )
+                .map_err(backend)?;
+            if changed == 0 { Err(StoreError::LeaseLost(id)) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| get_job(conn, &id)).await
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let mut clauses = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(name) = &query.name {
+                clauses.push("name = ?".to_string());
+                values.push(name.clone().into());
+            }
+            if !query.status.is_empty() {
+                clauses.push(format!("status IN ({})", vec!["?"; query.status.len()].join(", ")));
+                values.extend(query.status.iter().map(|s| s.as_str().to_string().into()));
+            }
+            if let Some(priority) = query.priority {
+                clauses.push("priority = ?".to_string());
+                values.push(priority.rank().into());
+            }
+            let filter =
+                if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+            values.push((query.page_size() as i64).into());
+            values.push((query.skip as i64).into());
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY {} LIMIT ? OFFSET ?",
+                order_by(query.sort)
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_map(params_from_iter(values), job_from_row)?.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.read(|conn| {
+            let mut counts = StatusCounts::default();
+            let mut stmt =
+                conn.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status").map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(backend)?;
+            for row in rows {
+                let (status, n) = row.map_err(backend)?;
+                counts.total += n;
+                counts.by_status.insert(status, n);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn logs(&self, id: &str) -> Result<Vec<AttemptLog>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT attempt, lines, dropped_bytes FROM job_logs WHERE job_id = ?1 ORDER BY attempt",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([&id], |r| {
+                    Ok(AttemptLog {
+                        attempt: r.get(0)?,
+                        lines: parse(&r.get::<_, String>(1)?)?,
+                        dropped_bytes: r.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(&format!("SELECT min(run_at) FROM jobs WHERE status IN {WAITING}"), [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map(|ms| ms.map(time))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, at, type, job_id, job_name, attempt, from_status, to_status, data FROM job_events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .and_then(|mut stmt| stmt.query_map(params![after as i64, limit as i64], event_from_row)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_handler(
+        &self,
+        name: &str,
+        sha256: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<HandlerRecord, StoreError> {
+        let (name, sha256, bytes) = (name.to_string(), sha256.to_string(), bytes.to_vec());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO handler_versions VALUES (?1, ?2, ?3, ?4)",
+                params![sha256, bytes, bytes.len() as i64, millis(now)],
+            )
+            .map_err(backend)?;
+            let existing = conn
+                .query_row(
+                    "SELECT name, sha256, versions, created_at, updated_at FROM handlers WHERE name = ?1",
+                    [&name],
+                    handler_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            let record = match existing {
+                None => HandlerRecord {
+                    name: name.clone(),
+                    sha256: sha256.clone(),
+                    versions: vec![sha256.clone()],
+                    created_at: now,
+                    updated_at: now,
+                },
+                Some(mut record) => {
+                    if record.sha256 != sha256 {
+                        record.sha256 = sha256.clone();
+                        record.updated_at = now;
+                    }
+                    if !record.versions.contains(&sha256) {
+                        record.versions.push(sha256.clone());
+                    }
+                    record
+                }
+            };
+            conn.execute(
+                "INSERT OR REPLACE INTO handlers VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    record.name,
+                    record.sha256,
+                    json(&record.versions),
+                    millis(record.created_at),
+                    millis(record.updated_at)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn handler(&self, name: &str) -> Result<Option<HandlerRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT name, sha256, versions, created_at, updated_at FROM handlers WHERE name = ?1",
+                [&name],
+                handler_from_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn handlers(&self) -> Result<Vec<HandlerRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT name, sha256, versions, created_at, updated_at FROM handlers ORDER BY name",
+            )
+            .and_then(|mut stmt| stmt.query_map([], handler_from_row)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn handler_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sha256 = sha256.to_string();
+        self.read(move |conn| {
+            conn.query_row("SELECT bytes FROM handler_versions WHERE sha256 = ?1", [&sha256], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM handlers WHERE name = ?1", [&name]).map_err(backend)? > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,424 @@
+//! The queue through its Rust API: enqueue, priorities, retries with
+//! backoff, timeouts, cancel, unique keys, and the lifecycle events.
+//! Time-dependent tests use a manual clock; none sleeps.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use objectos_engine::clock::{Clock, ManualClock};
+use objectos_engine::jobs::{Backoff, JobStatus, NewJob, Priority, lifecycle::check_path};
+use objectos_engine::principal::Principal;
+use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, QueueParts, Workers};
+use objectos_engine::registry::Registry;
+use objectos_engine::sandbox::{CapabilitySet, Services};
+use objectos_engine::store::{MemoryStore, SqliteStore, Store, sqlite::Durability};
+use serde_json::json;
+
+use crate::harness::shared_sandbox;
+
+struct GrantNothing;
+
+impl Policy for GrantNothing {
+    fn grants(&self, _: &Principal) -> CapabilitySet {
+        CapabilitySet::empty()
+    }
+    fn may_impersonate(&self, _: &Principal) -> bool {
+        false
+    }
+}
+
+struct TestQueue {
+    queue: Queue,
+    clock: ManualClock,
+    workers: Option<Workers>,
+}
+
+fn ada() -> Principal {
+    Principal::new("ada", &["admin"])
+}
+
+async fn queue_with(store: Arc<dyn Store>, config: QueueConfig, policy: Arc<dyn Policy>) -> TestQueue {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let registry = Arc::new(Registry::new(store.clone(), shared_sandbox(), clock_arc.clone(), None));
+    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
+    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
+    let queue = Queue::new(QueueParts {
+        store,
+        registry,
+        sandbox: shared_sandbox(),
+        clock: clock_arc,
+        policy,
+        services: Services::in_memory(),
+        config,
+    });
+    TestQueue { queue, clock, workers: None }
+}
+
+async fn memory_queue(config: QueueConfig) -> TestQueue {
+    queue_with(Arc::new(MemoryStore::new()), config, Arc::new(AllowAll)).await
+}
+
+impl TestQueue {
+    fn start(&mut self) {
+        self.workers = Some(self.queue.start());
+    }
+
+    async fn enqueue(&self, job: NewJob) -> String {
+        self.queue.enqueue(&ada(), job).await.unwrap().id
+    }
+
+    async fn events_of(&self, id: &str) -> Vec<objectos_engine::jobs::JobEvent> {
+        let events = self.queue.store().events(0, 10_000).await.unwrap();
+        events.into_iter().filter(|e| e.job_id == id).collect()
+    }
+}
+
+fn hostile(action: &str) -> NewJob {
+    NewJob::new("hostile", json!(action))
+}
+
+fn no_jitter(initial_ms: u64) -> Backoff {
+    Backoff { initial_ms, factor: 2.0, max_ms: 24 * 3_600_000, jitter: 0.0 }
+}
+
+#[tokio::test]
+async fn priority_order_with_concurrency_one() {
+    let mut q = memory_queue(QueueConfig { concurrency: 1, ..Default::default() }).await;
+    let mut ids = Vec::new();
+    for priority in [Priority::Low, Priority::Normal, Priority::Critical, Priority::High, Priority::Normal] {
+        ids.push(q.enqueue(NewJob { priority, ..NewJob::new("noop", json!(priority.as_str())) }).await);
+    }
+    q.start();
+    for id in &ids {
+        assert_eq!(q.queue.wait_final(id).await.unwrap().status, JobStatus::Completed);
+    }
+    let events = q.queue.store().events(0, 1000).await.unwrap();
+    let started: Vec<String> = events
+        .iter()
+        .filter(|e| e.event.as_str() == "job.started")
+        .map(|e| ids.iter().position(|id| *id == e.job_id).unwrap().to_string())
+        .collect();
+    assert_eq!(started, ["2", "3", "1", "4", "0"], "critical, high, normal (oldest first), normal, low");
+}
+
+#[tokio::test]
+async fn retries_follow_the_backoff_and_stop_after_max_retries() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id = q
+        .enqueue(NewJob { max_retries: Some(2), backoff: Some(no_jitter(1000)), ..hostile("retryable:busy") })
+        .await;
+    q.start();
+    let first = q.queue.wait_until(&id, |j| j.status == JobStatus::Retrying).await.unwrap();
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.run_at, q.clock.now() + Duration::milliseconds(1000), "first retry waits initialMs");
+
+    q.clock.advance(Duration::milliseconds(1000));
+    let second =
+        q.queue.wait_until(&id, |j| j.attempts == 2 && j.status == JobStatus::Retrying).await.unwrap();
+    assert_eq!(second.run_at, q.clock.now() + Duration::milliseconds(2000), "then initialMs * factor");
+
+    q.clock.advance(Duration::milliseconds(2000));
+    let failed = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.attempts, 3, "1 + maxRetries runs");
+    assert_eq!(failed.attempt_log.len(), 3);
+    assert_eq!(failed.error.as_deref(), Some("retryable error: busy"));
+    check_path(&q.events_of(&id).await).unwrap();
+}
+
+#[tokio::test]
+async fn zero_retries_means_one_attempt() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id = q.enqueue(NewJob { max_retries: Some(0), ..hostile("retryable:busy") }).await;
+    q.start();
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts, job.max_retries), (JobStatus::Failed, 1, 0));
+}
+
+#[tokio::test]
+async fn permanent_failures_are_not_retried() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let fatal = q.enqueue(hostile("fatal:bad input")).await;
+    let fuel = q.enqueue(NewJob { fuel: Some(1_000_000), ..hostile("spin") }).await;
+    q.start();
+    for id in [fatal, fuel] {
+        let job = q.queue.wait_final(&id).await.unwrap();
+        assert_eq!((job.status, job.attempts), (JobStatus::Failed, 1), "{:?}", job.error);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_never_occupies_a_slot() {
+    let mut q = memory_queue(QueueConfig { concurrency: 1, ..Default::default() }).await;
+    let waiting = q
+        .enqueue(NewJob {
+            max_retries: Some(5),
+            backoff: Some(no_jitter(3_600_000)),
+            ..hostile("retryable:later")
+        })
+        .await;
+    q.start();
+    q.queue.wait_until(&waiting, |j| j.status == JobStatus::Retrying).await.unwrap();
+    // The clock never moves: the retry is an hour away, yet the only slot is free.
+    let ready = q.enqueue(NewJob::new("noop", json!("x"))).await;
+    assert_eq!(q.queue.wait_final(&ready).await.unwrap().status, JobStatus::Completed);
+    assert_eq!(q.queue.get(&waiting).await.unwrap().status, JobStatus::Retrying);
+}
+
+#[tokio::test]
+async fn a_timeout_stops_the_guest_and_is_retried() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id = q
+        .enqueue(NewJob {
+            timeout: Some(150),
+            max_retries: Some(1),
+            backoff: Some(no_jitter(10)),
+            ..hostile("sleep:60000")
+        })
+        .await;
+    q.start();
+    let first = q.queue.wait_until(&id, |j| j.status == JobStatus::Retrying).await.unwrap();
+    assert_eq!(first.attempt_log[0].outcome, "timeout");
+    q.clock.advance(Duration::milliseconds(10));
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Failed, 2));
+    let names: Vec<_> = q.events_of(&id).await.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "job.enqueued",
+            "job.started",
+            "job.timed_out",
+            "job.retried",
+            "job.started",
+            "job.timed_out",
+            "job.failed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_guest() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id =
+        q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await;
+    q.start();
+    q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
+    q.queue.cancel(&id).await.unwrap();
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert_eq!(job.attempt_log[0].outcome, "cancelled");
+    check_path(&q.events_of(&id).await).unwrap();
+}
+
+#[tokio::test]
+async fn cancel_waiting_and_retrying_jobs() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let delayed =
+        q.enqueue(NewJob { run_at: Some(q.clock.now() + Duration::hours(1)), ..hostile("runs") }).await;
+    let retrying = q.enqueue(NewJob { backoff: Some(no_jitter(3_600_000)), ..hostile("retryable:x") }).await;
+    q.start();
+    q.queue.wait_until(&retrying, |j| j.status == JobStatus::Retrying).await.unwrap();
+    for id in [&delayed, &retrying] {
+        assert_eq!(q.queue.cancel(id).await.unwrap().status, JobStatus::Cancelled);
+    }
+    q.clock.advance(Duration::hours(2));
+    let noop = q.enqueue(NewJob::new("noop", json!(1))).await;
+    q.queue.wait_final(&noop).await.unwrap();
+    assert_eq!(q.queue.get(&delayed).await.unwrap().attempts, 0, "a cancelled job never runs");
+}
+
+#[tokio::test]
+async fn delayed_jobs_run_when_their_time_comes() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id =
+        q.enqueue(NewJob { run_at: Some(q.clock.now() + Duration::seconds(30)), ..hostile("runs") }).await;
+    assert_eq!(q.queue.get(&id).await.unwrap().status, JobStatus::Scheduled);
+    q.start();
+    q.clock.advance(Duration::seconds(30));
+    assert_eq!(q.queue.wait_final(&id).await.unwrap().status, JobStatus::Completed);
+}
+
+#[tokio::test]
+async fn unique_keys_refuse_a_second_active_job() {
+    let q = memory_queue(QueueConfig::default()).await;
+    let keyed = || NewJob { unique_key: Some("daily-report".into()), ..NewJob::new("noop", json!(1)) };
+    let first = q.enqueue(keyed()).await;
+    let error = q.queue.enqueue(&ada(), keyed()).await.unwrap_err();
+    assert!(matches!(error, QueueError::Conflict(_)), "{error:?}");
+    assert!(error.to_string().contains(&first), "{error}");
+    q.queue.cancel(&first).await.unwrap();
+    q.queue.enqueue(&ada(), keyed()).await.expect("a cancelled job frees its key");
+}
+
+#[tokio::test]
+async fn bad_enqueues_are_refused_and_store_nothing() {
+    let q = memory_queue(QueueConfig::default()).await;
+    let cases: Vec<(NewJob, &str)> = vec![
+        (NewJob::new("no-such-handler", json!(1)), "unknown handler `no-such-handler`"),
+        (NewJob { timeout: Some(0), ..NewJob::new("noop", json!(1)) }, "`timeout` must be between"),
+        (NewJob { fuel: Some(0), ..NewJob::new("noop", json!(1)) }, "`fuel` must be positive"),
+        (NewJob { memory: Some(1024), ..NewJob::new("noop", json!(1)) }, "`memory` must be at least 1 MiB"),
+        (
+            NewJob {
+                backoff: Some(Backoff { factor: 0.5, ..Backoff::default() }),
+                ..NewJob::new("noop", json!(1))
+            },
+            "backoff.factor",
+        ),
+        (NewJob { unique_key: Some(String::new()), ..NewJob::new("noop", json!(1)) }, "`uniqueKey`"),
+        (NewJob::new("noop", json!("x".repeat(2 << 20))), "`data` is"),
+    ];
+    for (job, message) in cases {
+        let error = q.queue.enqueue(&ada(), job).await.unwrap_err();
+        assert!(error.to_string().contains(message), "{error} lacks {message}");
+    }
+    let batch = vec![NewJob::new("noop", json!(1)), NewJob::new("missing", json!(2))];
+    let error = q.queue.enqueue_batch(&ada(), batch).await.unwrap_err();
+    assert!(error.to_string().starts_with("job 1:"), "{error}");
+    assert_eq!(q.queue.stats().await.unwrap().0.total, 0);
+}
+
+#[tokio::test]
+async fn capabilities_are_checked_at_enqueue_and_impersonation_needs_permission() {
+    let q = queue_with(Arc::new(MemoryStore::new()), QueueConfig::default(), Arc::new(GrantNothing)).await;
+    let error = q.queue.enqueue(&ada(), hostile("runs")).await.unwrap_err();
+    let QueueError::Forbidden { missing, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(*missing, CapabilitySet::all());
+    assert!(error.to_string().contains("records, records-write"), "{error}");
+    q.queue.enqueue(&ada(), NewJob::new("noop", json!(1))).await.expect("noop needs nothing");
+    let other = NewJob { run_as: Some(Principal::new("grace", &[])), ..NewJob::new("noop", json!(1)) };
+    assert!(matches!(q.queue.enqueue(&ada(), other).await.unwrap_err(), QueueError::Impersonation { .. }));
+}
+
+#[tokio::test]
+async fn results_logs_progress_and_stats_are_kept() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id = q.enqueue(hostile("log")).await;
+    q.start();
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!(job.result, Some(json!(null)));
+    assert_eq!(job.progress.unwrap().percent, 50);
+    let logs = q.queue.logs(&id).await.unwrap();
+    assert_eq!(logs[0].lines[0].message, format!("hello from {id}"));
+    let (counts, runs) = q.queue.stats().await.unwrap();
+    assert_eq!(counts.by_status["completed"], 1);
+    assert_eq!(runs.attempts, 1);
+    assert!(runs.p50_ms > 0.0);
+}
+
+#[tokio::test]
+async fn per_handler_concurrency_is_respected() {
+    let config = QueueConfig {
+        concurrency: 4,
+        handler_concurrency: [("hostile".to_string(), 1)].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut q = memory_queue(config).await;
+    let spinners: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") })
+                    .await,
+            );
+        }
+        ids
+    };
+    q.start();
+    q.queue.wait_until(&spinners[0], |j| j.status == JobStatus::Running).await.unwrap();
+    // Other handlers still get the free slots.
+    let noop = q.enqueue(NewJob::new("noop", json!(1))).await;
+    q.queue.wait_final(&noop).await.unwrap();
+    let running = q
+        .queue
+        .list(&objectos_engine::jobs::JobQuery { status: vec![JobStatus::Running], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1, "hostile is capped at 1");
+    for id in &spinners {
+        q.queue.cancel(id).await.unwrap();
+    }
+    q.workers.take().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_job_pins_the_handler_version_current_at_enqueue() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let old = q.enqueue(NewJob::new("hostile", json!("runs"))).await;
+    let (record, _) =
+        q.queue.registry().register("hostile", objectos_test_guests::NOOP.to_vec()).await.unwrap();
+    assert_eq!(record.versions.len(), 2);
+    let new = q.enqueue(NewJob::new("hostile", json!("echo me"))).await;
+    q.start();
+    // The old version counts runs; the new one (noop) echoes its input.
+    assert_eq!(q.queue.wait_final(&old).await.unwrap().result, Some(json!(1)));
+    assert_eq!(q.queue.wait_final(&new).await.unwrap().result, Some(json!("echo me")));
+}
+
+#[tokio::test]
+async fn sqlite_queue_runs_jobs_to_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("q.db"), Durability::Full).unwrap());
+    let mut q = queue_with(store, QueueConfig::default(), Arc::new(AllowAll)).await;
+    let batch: Vec<NewJob> = (0..50).map(|i| NewJob::new("noop", json!(i))).collect();
+    let jobs = q.queue.enqueue_batch(&ada(), batch).await.unwrap();
+    let retry = q
+        .enqueue(NewJob { max_retries: Some(1), backoff: Some(no_jitter(5)), ..hostile("retryable:x") })
+        .await;
+    q.start();
+    for job in &jobs {
+        assert_eq!(q.queue.wait_final(&job.id).await.unwrap().status, JobStatus::Completed);
+    }
+    q.queue.wait_until(&retry, |j| j.status == JobStatus::Retrying).await.unwrap();
+    q.clock.advance(Duration::milliseconds(5));
+    assert_eq!(q.queue.wait_final(&retry).await.unwrap().attempts, 2);
+    for job in jobs.iter().take(5) {
+        check_path(&q.events_of(&job.id).await).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn compiled_code_is_cached_on_disk_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Utc::now()));
+    let first = Registry::new(store.clone(), shared_sandbox(), clock.clone(), Some(cache.clone()));
+    let (record, _) = first.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
+    assert_eq!(first.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // A restart: a new registry over the same store and cache loads, not compiles.
+    let second = Registry::new(store.clone(), shared_sandbox(), clock.clone(), Some(cache.clone()));
+    let handler = second.compiled(&record.sha256).await.unwrap();
+    assert_eq!(handler.sha256(), record.sha256);
+    assert_eq!(second.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(second.stats().loaded_from_cache.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // A tampered cache entry is refused and recompiled.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, bytes).unwrap();
+    let third = Registry::new(store, shared_sandbox(), clock, Some(cache));
+    third.compiled(&record.sha256).await.unwrap();
+    assert_eq!(third.stats().compiled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(third.stats().loaded_from_cache.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn invalid_uploads_are_refused_and_nothing_is_stored() {
+    let q = memory_queue(QueueConfig::default()).await;
+    let error = q.queue.registry().register("broken", b"not wasm".to_vec()).await.unwrap_err();
+    assert!(error.to_string().contains("handler `broken`: not a WebAssembly binary"), "{error}");
+    let error =
+        q.queue.registry().register("bad name!", objectos_test_guests::NOOP.to_vec()).await.unwrap_err();
+    assert!(error.to_string().contains("not a valid handler name"), "{error}");
+    assert!(q.queue.registry().get("broken").await.is_err());
+}

@@ -1,0 +1,341 @@
+//! The storage conformance suite: every backend runs the same tests, so
+//! the queue can rely on the trait alone. PostgreSQL joins with its backend.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use objectos_engine::jobs::{
+    Attempt, AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, Priority, lifecycle::check_path,
+};
+use objectos_engine::principal::Principal;
+use objectos_engine::sandbox::{Level, LogLine, Source, Usage};
+use objectos_engine::store::{
+    Cancelled, ClaimRequest, Finish, FinishKind, JobInsert, MemoryStore, SqliteStore, Store, StoreError,
+    sqlite::Durability,
+};
+use serde_json::json;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn job(id: &str, name: &str, priority: Priority, run_at: DateTime<Utc>) -> Job {
+    Job {
+        id: id.into(),
+        name: name.into(),
+        handler_sha256: "abc".into(),
+        data: json!({"id": id}),
+        priority,
+        status: if run_at > t0() { JobStatus::Scheduled } else { JobStatus::Pending },
+        attempts: 0,
+        max_retries: 2,
+        backoff: Backoff::default(),
+        timeout: 1000,
+        fuel: 1000,
+        memory: 1 << 20,
+        run_as: Principal::new("ada", &["admin"]),
+        run_at,
+        unique_key: None,
+        created_at: t0(),
+        started_at: None,
+        completed_at: None,
+        failed_at: None,
+        cancelled_at: None,
+        error: None,
+        result: None,
+        progress: None,
+        attempt_log: vec![],
+    }
+}
+
+fn claim_request(now: DateTime<Utc>, limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        now,
+        limit,
+        exclude: vec![],
+        owner: "test".into(),
+        lease_until: now + Duration::seconds(30),
+    }
+}
+
+fn finish(job_id: &str, token: u64, kind: FinishKind) -> Finish {
+    Finish {
+        job_id: job_id.into(),
+        lease_token: token,
+        kind,
+        attempt: Attempt {
+            number: 1,
+            started_at: t0(),
+            finished_at: t0(),
+            outcome: "completed".into(),
+            error: None,
+            usage: Usage::default(),
+        },
+        log: None,
+        progress: None,
+        timed_out: false,
+    }
+}
+
+async fn put(store: &dyn Store, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+    store.enqueue(jobs.into_iter().map(|job| JobInsert { job }).collect(), t0()).await
+}
+
+pub async fn claims_in_priority_then_run_at_then_creation_order(store: Arc<dyn Store>) {
+    put(
+        &*store,
+        vec![
+            job("low", "h", Priority::Low, t0()),
+            job("normal-1", "h", Priority::Normal, t0()),
+            job("crit", "h", Priority::Critical, t0()),
+            job("normal-2", "h", Priority::Normal, t0()),
+            job("high", "h", Priority::High, t0()),
+        ],
+    )
+    .await
+    .unwrap();
+    let claimed = store.claim(claim_request(t0(), 10)).await.unwrap();
+    let order: Vec<_> = claimed.iter().map(|c| c.job.id.as_str()).collect();
+    assert_eq!(order, ["crit", "high", "normal-1", "normal-2", "low"]);
+    assert!(claimed.iter().all(|c| c.job.status == JobStatus::Running && c.job.attempts == 1));
+    assert!(
+        store.claim(claim_request(t0(), 10)).await.unwrap().is_empty(),
+        "claimed jobs are not claimed twice"
+    );
+}
+
+pub async fn delayed_jobs_wait_for_their_time(store: Arc<dyn Store>) {
+    let later = t0() + Duration::seconds(60);
+    put(&*store, vec![job("later", "h", Priority::Critical, later), job("now", "h", Priority::Low, t0())])
+        .await
+        .unwrap();
+    assert_eq!(store.get("later").await.unwrap().unwrap().status, JobStatus::Scheduled);
+    let claimed = store.claim(claim_request(t0(), 10)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id, "now");
+    assert_eq!(store.next_run_at().await.unwrap(), Some(later));
+    let claimed = store.claim(claim_request(later, 10)).await.unwrap();
+    assert_eq!(claimed[0].job.id, "later");
+    assert_eq!(store.next_run_at().await.unwrap(), None);
+}
+
+pub async fn excluded_handlers_are_skipped(store: Arc<dyn Store>) {
+    put(&*store, vec![job("a", "busy", Priority::High, t0()), job("b", "free", Priority::Low, t0())])
+        .await
+        .unwrap();
+    let mut request = claim_request(t0(), 10);
+    request.exclude = vec!["busy".into()];
+    let claimed = store.claim(request).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["b"]);
+}
+
+pub async fn unique_keys_allow_one_active_job(store: Arc<dyn Store>) {
+    let mut first = job("u1", "h", Priority::Normal, t0());
+    first.unique_key = Some("nightly".into());
+    put(&*store, vec![first.clone()]).await.unwrap();
+    let mut second = job("u2", "h", Priority::Normal, t0());
+    second.unique_key = Some("nightly".into());
+    let conflict =
+        put(&*store, vec![job("other", "h", Priority::Normal, t0()), second.clone()]).await.unwrap_err();
+    assert_eq!(conflict, StoreError::UniqueConflict { key: "nightly".into(), job_id: "u1".into() });
+    assert!(store.get("other").await.unwrap().is_none(), "a refused batch stores nothing");
+
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
+    store
+        .finish(vec![finish("u1", claimed[0].lease_token, FinishKind::Complete { result: json!(1) })], t0())
+        .await
+        .unwrap();
+    put(&*store, vec![second]).await.expect("a finished job frees its key");
+}
+
+pub async fn a_stale_lease_cannot_finish(store: Arc<dyn Store>) {
+    put(&*store, vec![job("j", "h", Priority::Normal, t0())]).await.unwrap();
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
+    let token = claimed[0].lease_token;
+    let stale = store.finish(vec![finish("j", token + 1000, FinishKind::Fail)], t0()).await.unwrap();
+    assert_eq!(stale[0], Err(StoreError::LeaseLost("j".into())));
+    let ok = store
+        .finish(vec![finish("j", token, FinishKind::Complete { result: json!({"ok": true}) })], t0())
+        .await
+        .unwrap();
+    let done = ok[0].as_ref().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    let twice = store.finish(vec![finish("j", token, FinishKind::Fail)], t0()).await.unwrap();
+    assert_eq!(twice[0], Err(StoreError::LeaseLost("j".into())), "a finished job cannot be finished again");
+    assert_eq!(store.get("j").await.unwrap().unwrap().status, JobStatus::Completed);
+}
+
+pub async fn retry_waits_then_runs_again(store: Arc<dyn Store>) {
+    put(&*store, vec![job("r", "h", Priority::Normal, t0())]).await.unwrap();
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
+    let retry_at = t0() + Duration::seconds(5);
+    let mut retry = finish("r", claimed[0].lease_token, FinishKind::Retry { run_at: retry_at });
+    retry.attempt.outcome = "trap".into();
+    retry.attempt.error = Some("boom".into());
+    retry.timed_out = true;
+    retry.log = Some(AttemptLog {
+        attempt: 1,
+        lines: vec![LogLine { at_ms: 1, level: Level::Info, source: Source::Log, message: "hi".into() }],
+        dropped_bytes: 0,
+    });
+    let retried = store.finish(vec![retry], t0()).await.unwrap().remove(0).unwrap();
+    assert_eq!(
+        (retried.status, retried.run_at, retried.error.as_deref()),
+        (JobStatus::Retrying, retry_at, Some("boom"))
+    );
+    assert_eq!(retried.attempt_log.len(), 1);
+    assert!(store.claim(claim_request(t0(), 1)).await.unwrap().is_empty());
+    let again = store.claim(claim_request(retry_at, 1)).await.unwrap();
+    assert_eq!(again[0].job.attempts, 2);
+    assert!(again[0].lease_token > claimed[0].lease_token, "fencing tokens increase");
+    let logs = store.logs("r").await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].lines[0].message, "hi");
+}
+
+pub async fn cancel_by_status(store: Arc<dyn Store>) {
+    put(&*store, vec![job("wait", "h", Priority::Normal, t0()), job("run", "h", Priority::High, t0())])
+        .await
+        .unwrap();
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
+    assert_eq!(claimed[0].job.id, "run");
+    assert!(matches!(store.cancel("run", t0()).await.unwrap(), Cancelled::Requested(_)));
+    let Cancelled::Now(job) = store.cancel("wait", t0()).await.unwrap() else {
+        panic!("waiting job cancels at once")
+    };
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(matches!(store.cancel("wait", t0()).await.unwrap(), Cancelled::AlreadyFinal(_)));
+    assert_eq!(store.cancel("nope", t0()).await.unwrap_err(), StoreError::NotFound("nope".into()));
+    let cancelled = store
+        .finish(vec![finish("run", claimed[0].lease_token, FinishKind::Cancel)], t0())
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(store.claim(claim_request(t0(), 5)).await.unwrap().is_empty());
+}
+
+pub async fn events_are_gapless_and_form_valid_paths(store: Arc<dyn Store>) {
+    put(&*store, vec![job("a", "h", Priority::Normal, t0()), job("b", "h", Priority::Normal, t0())])
+        .await
+        .unwrap();
+    let claimed = store.claim(claim_request(t0(), 2)).await.unwrap();
+    let mut timeout = finish("a", claimed[0].lease_token, FinishKind::Retry { run_at: t0() });
+    timeout.timed_out = true;
+    store.finish(vec![timeout, finish("b", claimed[1].lease_token, FinishKind::Fail)], t0()).await.unwrap();
+    let again = store.claim(claim_request(t0(), 1)).await.unwrap();
+    store
+        .finish(vec![finish("a", again[0].lease_token, FinishKind::Complete { result: json!(null) })], t0())
+        .await
+        .unwrap();
+
+    let events = store.events(0, 100).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    let names =
+        |id: &str| events.iter().filter(|e| e.job_id == id).map(|e| e.event.as_str()).collect::<Vec<_>>();
+    assert_eq!(
+        names("a"),
+        ["job.enqueued", "job.started", "job.timed_out", "job.retried", "job.started", "job.completed"]
+    );
+    assert_eq!(names("b"), ["job.enqueued", "job.started", "job.failed"]);
+    for id in ["a", "b"] {
+        let path: Vec<_> = events.iter().filter(|e| e.job_id == id).cloned().collect();
+        check_path(&path).unwrap();
+    }
+    assert_eq!(store.events(3, 2).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+}
+
+pub async fn list_filters_sorts_and_pages(store: Arc<dyn Store>) {
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        let priority = if i % 2 == 0 { Priority::High } else { Priority::Low };
+        jobs.push(job(&format!("j{i}"), if i < 5 { "alpha" } else { "beta" }, priority, t0()));
+    }
+    put(&*store, jobs).await.unwrap();
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let alpha = JobQuery { name: Some("alpha".into()), sort: JobSort::CreatedAtAsc, ..Default::default() };
+    assert_eq!(ids(store.list(&alpha).await.unwrap()), ["j0", "j1", "j2", "j3", "j4"]);
+    let page = JobQuery { sort: JobSort::CreatedAtDesc, skip: 2, limit: Some(3), ..Default::default() };
+    assert_eq!(ids(store.list(&page).await.unwrap()), ["j7", "j6", "j5"]);
+    let high = JobQuery { priority: Some(Priority::High), name: Some("beta".into()), ..Default::default() };
+    assert_eq!(ids(store.list(&high).await.unwrap()), ["j8", "j6"]);
+    let by_priority = JobQuery { sort: JobSort::PriorityDesc, limit: Some(2), ..Default::default() };
+    assert_eq!(ids(store.list(&by_priority).await.unwrap()), ["j0", "j2"]);
+
+    store.claim(claim_request(t0(), 3)).await.unwrap();
+    let running = JobQuery { status: vec![JobStatus::Running], ..Default::default() };
+    assert_eq!(store.list(&running).await.unwrap().len(), 3);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.total, 10);
+    assert_eq!(counts.by_status["running"], 3);
+    assert_eq!(counts.by_status["pending"], 7);
+}
+
+pub async fn handlers_keep_every_version(store: Arc<dyn Store>) {
+    let first = store.put_handler("report", "v1", b"one", t0()).await.unwrap();
+    assert_eq!((first.sha256.as_str(), first.versions.len()), ("v1", 1));
+    let second = store.put_handler("report", "v2", b"two", t0() + Duration::seconds(1)).await.unwrap();
+    assert_eq!(second.sha256, "v2");
+    assert_eq!(second.versions, ["v1", "v2"]);
+    assert_eq!(second.created_at, t0());
+    assert_eq!(store.handler("report").await.unwrap().unwrap().sha256, "v2");
+    assert_eq!(store.handler_bytes("v1").await.unwrap().unwrap(), b"one");
+    store.put_handler("other", "v1", b"one", t0()).await.unwrap();
+    assert_eq!(
+        store.handlers().await.unwrap().iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["other", "report"]
+    );
+    assert!(store.delete_handler("report").await.unwrap());
+    assert!(!store.delete_handler("report").await.unwrap());
+    assert!(store.handler("report").await.unwrap().is_none());
+    assert_eq!(store.handler_bytes("v2").await.unwrap().unwrap(), b"two", "versions outlive their name");
+}
+
+pub async fn progress_needs_the_lease(store: Arc<dyn Store>) {
+    put(&*store, vec![job("p", "h", Priority::Normal, t0())]).await.unwrap();
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
+    let progress = objectos_engine::sandbox::Progress { percent: 40, message: "going".into() };
+    store.set_progress("p", claimed[0].lease_token, progress.clone()).await.unwrap();
+    assert_eq!(store.get("p").await.unwrap().unwrap().progress, Some(progress.clone()));
+    assert_eq!(store.set_progress("p", 0, progress).await.unwrap_err(), StoreError::LeaseLost("p".into()));
+}
+
+/// Runs every conformance test against a fresh store from `$make`.
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            conformance!(@tests $make;
+                claims_in_priority_then_run_at_then_creation_order,
+                delayed_jobs_wait_for_their_time,
+                excluded_handlers_are_skipped,
+                unique_keys_allow_one_active_job,
+                a_stale_lease_cannot_finish,
+                retry_waits_then_runs_again,
+                cancel_by_status,
+                events_are_gapless_and_form_valid_paths,
+                list_filters_sorts_and_pages,
+                handlers_keep_every_version,
+                progress_needs_the_lease);
+        }
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let (store, _guard) = $make;
+                super::$test(store).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
+conformance!(sqlite, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap();
+    (Arc::new(store) as Arc<dyn Store>, dir)
+});
