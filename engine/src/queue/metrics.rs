@@ -47,6 +47,10 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn attempts(&self) -> u64 {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
     pub(crate) fn snapshot(&self) -> RunStats {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let minute_ago = Instant::now().checked_sub(Duration::from_secs(60));

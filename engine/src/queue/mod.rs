@@ -403,6 +403,11 @@ impl Queue {
         Ok((self.inner.store.counts().await?, self.inner.stats.snapshot()))
     }
 
+    /// Attempts finished in this process since it started (cheap: no store access).
+    pub fn attempts_finished(&self) -> u64 {
+        self.inner.stats.attempts()
+    }
+
     /// Waits until job `id` is in a final status and returns it.
     pub async fn wait_final(&self, id: &str) -> Result<Job, QueueError> {
         self.wait_until(id, |job| job.status.is_final()).await

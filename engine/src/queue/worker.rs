@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,8 +37,60 @@ impl Workers {
 
 pub(super) fn start(inner: Arc<Inner>) -> Workers {
     let shutdown = CancellationToken::new();
-    let dispatcher = tokio::spawn(dispatch(inner.clone(), shutdown.clone()));
+    let (finished, to_record) = mpsc::unbounded_channel();
+    tokio::spawn(record_finishes(inner.clone(), to_record));
+    let dispatcher = tokio::spawn(dispatch(inner.clone(), shutdown.clone(), finished));
     Workers { shutdown, dispatcher, inner }
+}
+
+/// An attempt that has ended and waits to be recorded; its slot is held
+/// until it is.
+struct Ended {
+    finish: Finish,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Records ended attempts in batches: everything that ended while the
+/// previous batch was being written goes into the next store call. Slots are
+/// released only once their attempt is recorded.
+async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<Ended>) {
+    const MAX_BATCH: usize = 1024;
+    while let Some(first) = ended.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match ended.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (finishes, permits): (Vec<Finish>, Vec<OwnedSemaphorePermit>) =
+            batch.into_iter().map(|e| (e.finish, e.permit)).unzip();
+        let ids: Vec<(String, String)> =
+            finishes.iter().map(|f| (f.job_id.clone(), f.job_name.clone())).collect();
+        match inner.store.finish(finishes, inner.clock.now()).await {
+            Ok(results) => {
+                for ((id, _), result) in ids.iter().zip(results) {
+                    if let Err(error) = result {
+                        tracing::warn!(job = %id, %error, "attempt result not recorded");
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, jobs = ids.len(), "attempt results not recorded"),
+        }
+        {
+            let mut running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut per_handler = inner.per_handler.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, name) in &ids {
+                running.remove(id);
+                if let Some(count) = per_handler.get_mut(name) {
+                    *count -= 1;
+                }
+            }
+        }
+        drop(permits);
+        inner.wake.notify_one();
+        inner.bump();
+    }
 }
 
 /// How many jobs to claim now: the free slots, but no more than the
@@ -59,7 +111,7 @@ fn claim_budget(inner: &Inner, free: usize) -> (usize, Vec<String>) {
     (limit, saturated)
 }
 
-async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken) {
+async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc::UnboundedSender<Ended>) {
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -96,7 +148,7 @@ async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken) {
                             .unwrap_or_else(|e| e.into_inner())
                             .entry(job.job.name.clone())
                             .or_insert(0) += 1;
-                        tokio::spawn(run_job(inner.clone(), job, permit));
+                        tokio::spawn(run_job(inner.clone(), job, permit, finished.clone()));
                     }
                 }
                 Err(error) => {
@@ -146,7 +198,12 @@ impl ProgressObserver for LiveProgress {
     }
 }
 
-async fn run_job(inner: Arc<Inner>, claimed: Claimed, permit: OwnedSemaphorePermit) {
+async fn run_job(
+    inner: Arc<Inner>,
+    claimed: Claimed,
+    permit: OwnedSemaphorePermit,
+    finished: mpsc::UnboundedSender<Ended>,
+) {
     let Claimed { job, lease_token } = claimed;
     let cancel = CancellationToken::new();
     inner
@@ -211,6 +268,7 @@ async fn run_job(inner: Arc<Inner>, claimed: Claimed, permit: OwnedSemaphorePerm
     });
     let finish = Finish {
         job_id: job.id.clone(),
+        job_name: job.name.clone(),
         lease_token,
         kind,
         attempt: Attempt {
@@ -225,20 +283,7 @@ async fn run_job(inner: Arc<Inner>, claimed: Claimed, permit: OwnedSemaphorePerm
         progress: outcome.progress,
         timed_out: matches!(outcome.kind, OutcomeKind::Timeout { .. }),
     };
-    match inner.store.finish(vec![finish], now).await {
-        Ok(mut results) => {
-            if let Some(Err(error)) = results.pop() {
-                tracing::warn!(job = %job.id, %error, "attempt result not recorded");
-            }
-        }
-        Err(error) => tracing::error!(job = %job.id, %error, "attempt result not recorded"),
-    }
-
-    inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id);
-    if let Some(count) = inner.per_handler.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&job.name) {
-        *count -= 1;
-    }
-    drop(permit);
-    inner.wake.notify_one();
-    inner.bump();
+    // The recorder outlives every sender; if it is gone the engine is
+    // shutting down and the lease will expire and be rescued.
+    let _ = finished.send(Ended { finish, permit });
 }

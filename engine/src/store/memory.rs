@@ -58,12 +58,12 @@ impl State {
         self.events.push(event);
     }
 
-    fn wait(&mut self, seq: u64, job: &Job, now: DateTime<Utc>) {
-        let run_at = job.run_at.timestamp_millis();
-        if job.run_at <= now {
-            self.ready.insert((Reverse(job.priority.rank()), run_at, seq));
+    fn wait(&mut self, seq: u64, rank: i64, run_at: DateTime<Utc>, now: DateTime<Utc>) {
+        let at = run_at.timestamp_millis();
+        if run_at <= now {
+            self.ready.insert((Reverse(rank), at, seq));
         } else {
-            self.delayed.insert((run_at, seq));
+            self.delayed.insert((at, seq));
         }
     }
 
@@ -85,9 +85,9 @@ impl State {
         }
     }
 
-    fn release_unique(&mut self, job: &Job) {
-        if let Some(key) = &job.unique_key
-            && self.unique.get(key) == Some(&job.id)
+    fn release_unique(&mut self, key: Option<&str>, id: &str) {
+        if let Some(key) = key
+            && self.unique.get(key).is_some_and(|holder| holder == id)
         {
             self.unique.remove(key);
         }
@@ -131,7 +131,7 @@ impl Store for MemoryStore {
             if let Some(key) = &job.unique_key {
                 state.unique.insert(key.clone(), job.id.clone());
             }
-            state.wait(seq, &job, now);
+            state.wait(seq, job.priority.rank(), job.run_at, now);
             state.seq_of.insert(job.id.clone(), seq);
             state.jobs.insert(seq, job.clone());
             stored.push(job);
@@ -177,7 +177,7 @@ impl Store for MemoryStore {
         &self,
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
         let mut state = self.lock();
         let mut results = Vec::with_capacity(finishes.len());
         for finish in finishes {
@@ -217,19 +217,20 @@ impl Store for MemoryStore {
                     job.cancelled_at = Some(now);
                 }
             }
-            let job = job.clone();
-            for event in finish_events(&job, &finish, from, now) {
+            let status = job.status;
+            let (rank, run_at, key) = (job.priority.rank(), job.run_at, job.unique_key.clone());
+            for event in finish_events(&finish, from, now) {
                 state.emit(event);
             }
-            if job.status.is_final() {
-                state.release_unique(&job);
+            if status.is_final() {
+                state.release_unique(key.as_deref(), &finish.job_id);
             } else {
-                state.wait(seq, &job, now);
+                state.wait(seq, rank, run_at, now);
             }
             if let Some(log) = finish.log {
-                state.logs.entry(job.id.clone()).or_default().push(log);
+                state.logs.entry(finish.job_id).or_default().push(log);
             }
-            results.push(Ok(job));
+            results.push(Ok(status));
         }
         Ok(results)
     }
@@ -252,7 +253,7 @@ impl Store for MemoryStore {
             stored.cancelled_at = Some(now);
             stored.clone()
         };
-        state.release_unique(&job);
+        state.release_unique(job.unique_key.as_deref(), &job.id);
         state.emit(event_for(&job, Transition::Cancel, Some(from), now, serde_json::json!({})));
         Ok(Cancelled::Now(job))
     }

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::jobs::{Attempt, AttemptLog, Job, JobEvent, JobQuery, StatusCounts};
+use crate::jobs::{Attempt, AttemptLog, Job, JobEvent, JobQuery, JobStatus, StatusCounts};
 use crate::sandbox::Progress;
 
 pub use memory::MemoryStore;
@@ -100,6 +100,8 @@ pub enum FinishKind {
 pub struct Finish {
     /// The job.
     pub job_id: String,
+    /// The job's handler name (carried so events need no extra read).
+    pub job_name: String,
     /// The token from the claim; a stale one is refused.
     pub lease_token: u64,
     /// What happens to the job.
@@ -153,12 +155,12 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
 
     /// Ends attempts. Each finish is its own unit: a stale lease refuses
-    /// that one only. Results are in the order given.
+    /// that one only. Results (the status entered) are in the order given.
     async fn finish(
         &self,
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+    ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError>;
 
     /// Cancels a job: waiting jobs at once, running ones by request.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError>;
@@ -229,12 +231,7 @@ pub(crate) fn event_for(
 
 /// The events that ending an attempt emits: `job.timed_out` first when the
 /// attempt timed out, then the transition's own event.
-pub(crate) fn finish_events(
-    job: &Job,
-    finish: &Finish,
-    from: crate::jobs::JobStatus,
-    at: DateTime<Utc>,
-) -> Vec<JobEvent> {
+pub(crate) fn finish_events(finish: &Finish, from: JobStatus, at: DateTime<Utc>) -> Vec<JobEvent> {
     use crate::jobs::{EventType, Transition};
     let transition = match finish.kind {
         FinishKind::Complete { .. } => Transition::Complete,
@@ -250,13 +247,21 @@ pub(crate) fn finish_events(
     if let FinishKind::Retry { run_at } = finish.kind {
         data["nextRunAt"] = Value::String(run_at.to_rfc3339());
     }
+    let event = |event: EventType, to: JobStatus, data: Value| JobEvent {
+        seq: 0,
+        at,
+        event,
+        job_id: finish.job_id.clone(),
+        job_name: finish.job_name.clone(),
+        attempt: finish.attempt.number,
+        from: Some(from),
+        to,
+        data,
+    };
     let mut events = Vec::with_capacity(2);
     if finish.timed_out {
-        let mut timed_out = event_for(job, transition, Some(from), at, data.clone());
-        timed_out.event = EventType::TimedOut;
-        timed_out.to = from;
-        events.push(timed_out);
+        events.push(event(EventType::TimedOut, from, data.clone()));
     }
-    events.push(event_for(job, transition, Some(from), at, data));
+    events.push(event(transition.event(), transition.to(), data));
     events
 }

@@ -418,52 +418,61 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
     let exclude = vec!["?"; request.exclude.len()].join(", ");
     let not_excluded =
         if request.exclude.is_empty() { String::new() } else { format!("AND name NOT IN ({exclude})") };
+    // Without statistics the planner prefers the status index and sorts
+    // every waiting job; the partial index is already in claim order.
     let sql = format!(
-        "SELECT seq FROM jobs WHERE status IN {WAITING} AND run_at <= ? {not_excluded}
+        "SELECT seq, id, name, status, attempts FROM jobs INDEXED BY jobs_ready
+         WHERE status IN {WAITING} AND run_at <= ? {not_excluded}
          ORDER BY priority DESC, run_at, seq LIMIT ?"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![millis(request.now).into()];
     values.extend(request.exclude.iter().map(|n| n.clone().into()));
     values.push((request.limit as i64).into());
-    let seqs: Vec<i64> = conn
+    type Candidate = (i64, String, String, String, u32);
+    let candidates: Vec<Candidate> = conn
         .prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.query_map(params_from_iter(values), |r| r.get(0))?.collect())
-        .map_err(backend)?;
-    let mut claimed = Vec::with_capacity(seqs.len());
-    for seq in seqs {
-        let (id, from): (String, String) = conn
-            .prepare_cached("SELECT id, status FROM jobs WHERE seq = ?1")
-            .and_then(|mut stmt| stmt.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(backend)?;
-        conn.prepare_cached(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
-             lease_expires_at = ?4 WHERE seq = ?1",
-        )
         .and_then(|mut stmt| {
-            stmt.execute(params![seq, millis(request.now), request.owner, millis(request.lease_until)])
+            stmt.query_map(params_from_iter(values), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
         })
         .map_err(backend)?;
-        let job = get_job(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    let mut claimed = Vec::with_capacity(candidates.len());
+    for (seq, id, name, from, attempts) in candidates {
         let from: JobStatus = from.parse().map_err(backend)?;
-        let event = event_for(
-            &job,
-            Transition::Claim,
-            Some(from),
-            request.now,
-            serde_json::json!({"owner": request.owner}),
-        );
+        let event = JobEvent {
+            seq: 0,
+            at: request.now,
+            event: Transition::Claim.event(),
+            job_id: id,
+            job_name: name,
+            attempt: attempts + 1,
+            from: Some(from),
+            to: Transition::Claim.to(),
+            data: serde_json::json!({"owner": request.owner}),
+        };
         // The started event's sequence number is unique and increasing: it
         // doubles as the lease's fencing token.
         let token = insert_event(conn, &event)?;
-        conn.prepare_cached("UPDATE jobs SET lease_token = ?2 WHERE seq = ?1")
-            .and_then(|mut stmt| stmt.execute(params![seq, token as i64]))
+        let job = conn
+            .prepare_cached(&format!(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
+                 lease_expires_at = ?4, lease_token = ?5 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![seq, millis(request.now), request.owner, millis(request.lease_until), token as i64],
+                    job_from_row,
+                )
+            })
             .map_err(backend)?;
         claimed.push(Claimed { job, lease_token: token });
     }
     Ok(claimed)
 }
 
-fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<Job, StoreError> {
+fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<JobStatus, StoreError> {
     let (status, run_at, result, completed, failed, cancelled) = match &finish.kind {
         FinishKind::Complete { result } => {
             (JobStatus::Completed, None, Some(json(result)), Some(millis(now)), None, None)
@@ -497,23 +506,26 @@ fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<
         })
         .map_err(backend)?;
     if changed == 0 {
-        return Err(match get_job(conn, &finish.job_id)? {
-            None => StoreError::NotFound(finish.job_id.clone()),
-            Some(_) => StoreError::LeaseLost(finish.job_id.clone()),
+        let exists: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)", [&finish.job_id], |r| r.get(0))
+            .map_err(backend)?;
+        return Err(if exists {
+            StoreError::LeaseLost(finish.job_id.clone())
+        } else {
+            StoreError::NotFound(finish.job_id.clone())
         });
     }
-    let job = get_job(conn, &finish.job_id)?.ok_or_else(|| StoreError::NotFound(finish.job_id.clone()))?;
-    for event in finish_events(&job, finish, JobStatus::Running, now) {
+    for event in finish_events(finish, JobStatus::Running, now) {
         insert_event(conn, &event)?;
     }
     if let Some(log) = &finish.log {
         conn.prepare_cached("INSERT OR REPLACE INTO job_logs VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut stmt| {
-                stmt.execute(params![job.id, log.attempt, json(&log.lines), log.dropped_bytes as i64])
+                stmt.execute(params![finish.job_id, log.attempt, json(&log.lines), log.dropped_bytes as i64])
             })
             .map_err(backend)?;
     }
-    Ok(job)
+    Ok(status)
 }
 
 fn order_by(sort: JobSort) -> &'static str {
@@ -545,7 +557,7 @@ impl Store for SqliteStore {
         &self,
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
         self.write(move |conn| {
             Ok(finishes.iter().map(|finish| in_savepoint(conn, |c| finish_one(c, finish, now))).collect())
         })
@@ -670,9 +682,11 @@ impl Store for SqliteStore {
 
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(|conn| {
-            conn.query_row(&format!("SELECT min(run_at) FROM jobs WHERE status IN {WAITING}"), [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
+            conn.query_row(
+                &format!("SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE status IN {WAITING}"),
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .map(|ms| ms.map(time))
             .map_err(backend)
         })

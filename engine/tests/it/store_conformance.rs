@@ -61,6 +61,7 @@ fn claim_request(now: DateTime<Utc>, limit: usize) -> ClaimRequest {
 fn finish(job_id: &str, token: u64, kind: FinishKind) -> Finish {
     Finish {
         job_id: job_id.into(),
+        job_name: "h".into(),
         lease_token: token,
         kind,
         attempt: Attempt {
@@ -158,7 +159,8 @@ pub async fn a_stale_lease_cannot_finish(store: Arc<dyn Store>) {
         .finish(vec![finish("j", token, FinishKind::Complete { result: json!({"ok": true}) })], t0())
         .await
         .unwrap();
-    let done = ok[0].as_ref().unwrap();
+    assert_eq!(ok[0], Ok(JobStatus::Completed));
+    let done = store.get("j").await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.result, Some(json!({"ok": true})));
     let twice = store.finish(vec![finish("j", token, FinishKind::Fail)], t0()).await.unwrap();
@@ -179,7 +181,8 @@ pub async fn retry_waits_then_runs_again(store: Arc<dyn Store>) {
         lines: vec![LogLine { at_ms: 1, level: Level::Info, source: Source::Log, message: "hi".into() }],
         dropped_bytes: 0,
     });
-    let retried = store.finish(vec![retry], t0()).await.unwrap().remove(0).unwrap();
+    assert_eq!(store.finish(vec![retry], t0()).await.unwrap()[0], Ok(JobStatus::Retrying));
+    let retried = store.get("r").await.unwrap().unwrap();
     assert_eq!(
         (retried.status, retried.run_at, retried.error.as_deref()),
         (JobStatus::Retrying, retry_at, Some("boom"))
@@ -211,9 +214,8 @@ pub async fn cancel_by_status(store: Arc<dyn Store>) {
         .finish(vec![finish("run", claimed[0].lease_token, FinishKind::Cancel)], t0())
         .await
         .unwrap()
-        .remove(0)
-        .unwrap();
-    assert_eq!(cancelled.status, JobStatus::Cancelled);
+        .remove(0);
+    assert_eq!(cancelled, Ok(JobStatus::Cancelled));
     assert!(store.claim(claim_request(t0(), 5)).await.unwrap().is_empty());
 }
 
