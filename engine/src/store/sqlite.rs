@@ -61,7 +61,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq)
         WHERE status IN ('pending', 'scheduled', 'retrying');
-    CREATE INDEX jobs_due ON jobs (run_at) WHERE status IN ('pending', 'scheduled', 'retrying');
     CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('pending', 'scheduled', 'running', 'retrying');
     CREATE INDEX jobs_status ON jobs (status, seq);
@@ -131,7 +130,12 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    // Each connection is used by one thread at a time (the writer thread, or
+    // readers behind a mutex), so SQLite's own per-call locking is not needed.
+    let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = flags - rusqlite::OpenFlags::SQLITE_OPEN_FULL_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| backend(format!("{}: {e}", path.display())))?;
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
