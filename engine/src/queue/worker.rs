@@ -164,10 +164,17 @@ async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc
         if full_batch && inner.slots.available_permits() > 0 {
             continue;
         }
-        let next_due = if inner.slots.available_permits() > 0 {
-            inner.store.next_run_at().await.ok().flatten()
-        } else {
+        let next_due = if inner.slots.available_permits() == 0 {
             None
+        } else {
+            match inner.store.next_run_at().await {
+                Ok(at) => at,
+                Err(error) => {
+                    // Look again soon rather than sleep until the next enqueue.
+                    tracing::error!(%error, "reading the next due time failed; retrying in a second");
+                    Some(inner.clock.now() + chrono::Duration::seconds(1))
+                }
+            }
         };
         tokio::select! {
             () = woken => {}

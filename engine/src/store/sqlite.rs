@@ -686,13 +686,19 @@ impl Store for SqliteStore {
 
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(|conn| {
-            conn.query_row(
-                &format!("SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE status IN {WAITING}"),
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|ms| ms.map(time))
-            .map_err(backend)
+            // The ready index is ordered by priority first: the earliest
+            // run_at is the least of each priority's first entry.
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT min(run_at) FROM jobs INDEXED BY jobs_ready WHERE status IN {WAITING} AND priority = ?1"
+                ))
+                .map_err(backend)?;
+            let mut earliest: Option<i64> = None;
+            for priority in Priority::ALL {
+                let first: Option<i64> = stmt.query_row([priority.rank()], |r| r.get(0)).map_err(backend)?;
+                earliest = earliest.into_iter().chain(first).min();
+            }
+            Ok(earliest.map(time))
         })
         .await
     }
