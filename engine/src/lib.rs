@@ -26,6 +26,11 @@
 //!   request for authority; a job runs only if all are granted.
 //! - [`sandbox::Services`]: the records and artifacts host calls reach,
 //!   always as the job's [`principal::Principal`].
+//! - [`queue::Queue`]: enqueue, cancel and inspect jobs; its workers claim
+//!   ready jobs from a [`store::Store`] and run them in the sandbox.
+//! - [`jobs::lifecycle`]: every status change and the event it emits.
+//! - [`registry::Registry`]: handlers by name, versions by sha256, compiled
+//!   code cached on disk.
 
 pub mod clock;
 pub mod jobs;

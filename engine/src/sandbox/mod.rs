@@ -174,7 +174,7 @@ impl Sandbox {
 
         let started = Instant::now();
         let limits = job.limits;
-        let context = job_context(&job, started);
+        let context = job_context(&job);
         let wasi = WasiCtxBuilder::new()
             .stdout(log.stream(Source::Stdout))
             .stderr(log.stream(Source::Stderr))
@@ -247,10 +247,9 @@ fn finished(kind: OutcomeKind, usage: Usage, log: &JobLog, progress: Option<Prog
     Outcome { kind, usage, log: log.finish(), progress }
 }
 
-fn job_context(job: &JobRun, started: Instant) -> wit::JobContext {
+fn job_context(job: &JobRun) -> wit::JobContext {
     let deadline_in = chrono::Duration::from_std(job.limits.timeout).unwrap_or(chrono::Duration::MAX);
     let now = chrono::Utc::now();
-    let _ = started;
     wit::JobContext {
         job_id: job.job_id.clone(),
         handler: job.handler.clone(),
