@@ -194,6 +194,10 @@ pub(crate) struct Inner {
     slots: Arc<Semaphore>,
     /// Jobs running in this process: their cancel tokens and live progress.
     running: Mutex<HashMap<String, Running>>,
+    /// Cancels that arrived for a job this process claimed but had not yet
+    /// registered as running; it is stopped as soon as it registers. Always
+    /// locked after `running`.
+    early_cancels: Mutex<std::collections::HashSet<String>>,
     per_handler: Mutex<HashMap<String, usize>>,
     stats: metrics::Metrics,
 }
@@ -224,6 +228,7 @@ impl Queue {
                 changed: watch::channel(0).0,
                 slots,
                 running: Mutex::new(HashMap::new()),
+                early_cancels: Mutex::new(Default::default()),
                 per_handler: Mutex::new(HashMap::new()),
                 stats: metrics::Metrics::default(),
             }),
@@ -366,8 +371,17 @@ impl Queue {
         let job = match self.inner.store.cancel(id, self.inner.clock.now()).await? {
             Cancelled::Now(job) | Cancelled::AlreadyFinal(job) => job,
             Cancelled::Requested(job) => {
-                if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-                    running.cancel.cancel();
+                let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                match running.get(id) {
+                    Some(running) => running.cancel.cancel(),
+                    // Claimed but not yet registered: stop it when it registers.
+                    None => {
+                        self.inner
+                            .early_cancels
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id.to_string());
+                    }
                 }
                 job
             }

@@ -213,11 +213,13 @@ async fn run_job(
 ) {
     let Claimed { job, lease_token } = claimed;
     let cancel = CancellationToken::new();
-    inner
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(job.id.clone(), Running { cancel: cancel.clone(), progress: None });
+    {
+        let mut running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(job.id.clone(), Running { cancel: cancel.clone(), progress: None });
+        if inner.early_cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id) {
+            cancel.cancel();
+        }
+    }
     let started_at = inner.clock.now();
 
     let outcome = match inner.registry.compiled(&job.handler_sha256).await {
