@@ -33,6 +33,7 @@
 //!   code cached on disk.
 
 pub mod clock;
+pub mod digest;
 pub mod jobs;
 pub mod local;
 pub mod principal;

@@ -12,10 +12,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::digest::{hex, sha256_hex};
 use crate::principal::Principal;
 use crate::sandbox::{
     ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, MemoryRecords, SYSTEM_FIELDS,
-    hex,
 };
 
 /// A records file could not be used.
@@ -140,7 +140,7 @@ fn describe(path: &Path) -> Result<ArtifactInfo, HostError> {
         content_type: content_type_of(&name).to_string(),
         name,
         size: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256: sha256_hex(&bytes),
     })
 }
 

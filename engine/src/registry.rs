@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::clock::Clock;
-use crate::sandbox::{CompiledHandler, ComponentError, Sandbox, hex};
+use crate::digest::{hex, sha256_hex};
+use crate::sandbox::{CompiledHandler, ComponentError, Sandbox};
 use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Why a handler could not be registered or loaded.
@@ -120,7 +121,7 @@ impl Registry {
         if !valid_name(name) {
             return Err(RegistryError::BadName(name.to_string()));
         }
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         let compiled = match self.cached(&sha256) {
             Some(compiled) => compiled,
             None => {
@@ -212,7 +213,7 @@ impl Registry {
             let partial = code.with_extension("partial");
             std::fs::write(&partial, &serialized)?;
             std::fs::rename(&partial, &code)?;
-            std::fs::write(&digest, hex(&Sha256::digest(&serialized)))
+            std::fs::write(&digest, sha256_hex(&serialized))
         })();
         if let Err(error) = saved {
             tracing::warn!(%error, path = %code.display(), "cannot cache compiled handler");
@@ -223,7 +224,7 @@ impl Registry {
         let (code, digest) = self.cache_paths(sha256)?;
         let serialized = std::fs::read(&code).ok()?;
         let recorded = std::fs::read_to_string(&digest).ok()?;
-        if hex(&Sha256::digest(&serialized)) != recorded.trim() {
+        if sha256_hex(&serialized) != recorded.trim() {
             tracing::warn!(path = %code.display(), "compiled handler cache entry does not match its digest; recompiling");
             return None;
         }

@@ -6,14 +6,13 @@
 //! Everything a bad upload can be wrong about is decided here, before any
 //! guest code runs.
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::capability::{CONTRACT_VERSION, CapabilitySet, ImportKind, classify_import};
 use super::host::{JobPre, JobState};
-use super::memory::hex;
+use crate::digest::sha256_hex;
 
 /// Why bytes cannot be run as a job handler.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -100,7 +99,7 @@ pub(crate) fn compile(
 ) -> Result<CompiledHandler, ComponentError> {
     check_header(bytes)?;
     let component = Component::new(engine, bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
-    prepare(engine, linker, component, hex(&Sha256::digest(bytes)), bytes.len())
+    prepare(engine, linker, component, sha256_hex(bytes), bytes.len())
 }
 
 /// Validates an already compiled component and pre-instantiates it.

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::services::{
     ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, ImportReport, ObjectInfo,
     OnConflict, Page, Query, RecordsService, Services, SortOrder, WriteReport,
 };
+use crate::digest::sha256_hex;
 use crate::principal::Principal;
 
 /// The fields the engine sets on every record.
@@ -341,7 +341,7 @@ impl ArtifactSink for MemorySink {
             name: self.name.clone(),
             content_type: self.content_type.clone(),
             size: self.bytes.len() as u64,
-            sha256: hex(&Sha256::digest(&self.bytes)),
+            sha256: sha256_hex(&self.bytes),
         };
         stored.insert(info.id.clone(), (info.clone(), Arc::new(std::mem::take(&mut self.bytes))));
         Ok(info)
@@ -389,11 +389,6 @@ impl ArtifactsService for MemoryArtifacts {
         let (_, bytes) = self.get(id)?;
         Ok(Box::new(MemorySource { bytes, position: 0 }))
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Services {

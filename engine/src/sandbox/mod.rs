@@ -32,7 +32,7 @@ pub use component::{CompiledHandler, ComponentError};
 pub use config::{Limits, SandboxConfig};
 pub use host::ProgressObserver;
 pub use log::{JobLog, Level, LogLine, LogRecord, Source};
-pub use memory::{MemoryArtifacts, MemoryRecords, SYSTEM_FIELDS, hex};
+pub use memory::{MemoryArtifacts, MemoryRecords, SYSTEM_FIELDS};
 pub use outcome::{Disposition, Outcome, OutcomeKind, Progress, Usage};
 pub use services::{
     ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, ImportReport, ObjectInfo,
