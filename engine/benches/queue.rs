@@ -6,7 +6,9 @@
 //! (default 100000), `ROUNDS` (default 3), `CONCURRENCY` (default 64) and
 //! `BACKEND` (`in-memory` or `sqlite`, a prefix of the names printed; default
 //! all) to change the run.
-//! Prints the median of the rounds.
+//! Prints the median of the rounds: the enqueue rate, the drain rate (from
+//! starting the workers on the full queue until the last job is recorded),
+//! and the two phases end to end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +33,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Jobs per second in each phase of one round.
+struct Rates {
+    enqueue: f64,
+    drain: f64,
+    end_to_end: f64,
+}
+
 /// Enqueues `jobs` no-op jobs in batches, then starts the workers and waits
-/// until every job has finished. Returns (enqueue/s, enqueue-then-drain/s).
-async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concurrency: usize) -> (f64, f64) {
+/// until every job has finished.
+async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concurrency: usize) -> Rates {
     let clock = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
     registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
@@ -56,15 +65,18 @@ async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concur
     }
     let enqueued = started.elapsed();
 
+    let draining = Instant::now();
     let workers = queue.start();
     while (queue.attempts_finished() as usize) < jobs {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let drained = draining.elapsed();
     let total = started.elapsed();
     workers.stop().await;
     let (counts, _) = queue.stats().await.unwrap();
     assert_eq!(counts.by_status.get("completed").copied().unwrap_or(0) as usize, jobs);
-    (jobs as f64 / enqueued.as_secs_f64(), jobs as f64 / total.as_secs_f64())
+    let rate = |took: Duration| jobs as f64 / took.as_secs_f64();
+    Rates { enqueue: rate(enqueued), drain: rate(drained), end_to_end: rate(total) }
 }
 
 fn main() {
@@ -89,19 +101,18 @@ fn main() {
         ];
         let only = std::env::var("BACKEND").unwrap_or_default();
         for (name, make) in backends.into_iter().filter(|(name, _)| name.starts_with(only.as_str())) {
-            let mut enqueue = Vec::new();
-            let mut drain = Vec::new();
+            let mut results = Vec::new();
             for _ in 0..rounds {
                 let dir = tempfile::tempdir().unwrap();
-                let (e, d) = round(sandbox.clone(), make(&dir), jobs, concurrency).await;
-                enqueue.push(e);
-                drain.push(d);
+                results.push(round(sandbox.clone(), make(&dir), jobs, concurrency).await);
             }
+            let median_of = |f: fn(&Rates) -> f64| median(results.iter().map(f).collect());
             println!(
-                "{name}: {jobs} no-op jobs, concurrency {concurrency}: enqueue median {:.0} jobs/s; \
-                 enqueue-then-drain median {:.0} jobs/s",
-                median(enqueue),
-                median(drain)
+                "{name}: {jobs} no-op jobs, concurrency {concurrency}, medians: enqueue {:.0} jobs/s; \
+                 drain {:.0} jobs/s; enqueue-then-drain end to end {:.0} jobs/s",
+                median_of(|r| r.enqueue),
+                median_of(|r| r.drain),
+                median_of(|r| r.end_to_end)
             );
         }
     });

@@ -1,10 +1,14 @@
 //! The embedded SQLite store: one database file in WAL mode.
 //!
 //! Writes go through one writer thread that commits whatever has queued up
-//! in a single transaction (group commit), each request inside its own
-//! savepoint so one request's failure never touches another's. Replies are
-//! sent only after the commit, so a caller never sees a write that could
-//! still be lost. Reads use a separate connection; WAL lets them run beside
+//! in a single transaction (group commit). A request that is refused (a
+//! stale lease, an unknown job) finds out before it writes anything, so it
+//! leaves no trace and the others commit; a request that can be refused
+//! halfway (a batch enqueue meeting a taken unique key) runs in its own
+//! savepoint. A database error rolls the whole group back and every request
+//! in it gets the error: nothing partial is ever committed. Replies are sent
+//! only after the commit, so a caller never sees a write that could still be
+//! lost. Reads use a separate connection; WAL lets them run beside
 //! the writer, and other processes may open the same file.
 
 use std::path::{Path, PathBuf};
@@ -26,9 +30,10 @@ use crate::jobs::{
 use crate::sandbox::Progress;
 
 /// Schema migrations, applied in order on open; never edit a shipped one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE jobs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE jobs (
         seq INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         name TEXT NOT NULL,
@@ -96,13 +101,30 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         size INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // An `IN (...)` list of three or more builds a temporary b-tree each
+        // time it is evaluated, and a partial index's condition is evaluated
+        // on every update of a job: spelled as comparisons it costs nothing.
+        "DROP INDEX jobs_ready;
+    DROP INDEX jobs_unique_active;
+    CREATE INDEX jobs_ready ON jobs (priority DESC, run_at, seq) WHERE status = 'pending' OR status = 'scheduled' OR status = 'retrying';
+    CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key) WHERE unique_key IS NOT NULL
+        AND (status = 'pending' OR status = 'scheduled' OR status = 'running' OR status = 'retrying');",
+    ),
+];
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
     timeout_ms, fuel, memory, run_as, run_at, unique_key, created_at, started_at, completed_at, failed_at, \
     cancelled_at, error, result, progress, attempt_log";
 
-const WAITING: &str = "('pending', 'scheduled', 'retrying')";
+/// Waiting jobs, exactly as the condition of the `jobs_ready` index (so a
+/// query using it can use the index).
+const WAITING: &str = "(status = 'pending' OR status = 'scheduled' OR status = 'retrying')";
+/// Jobs holding their unique key, exactly as in `jobs_unique_active`.
+const ACTIVE: &str =
+    "(status = 'pending' OR status = 'scheduled' OR status = 'running' OR status = 'retrying')";
 
 /// How hard commits are pushed to disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,7 +138,9 @@ pub enum Durability {
 }
 
 type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Work = Box<dyn FnOnce(&Connection) -> Delivery + Send>;
+/// One request run inside the group's transaction: whether it failed in the
+/// database (which rolls the group back), and how to send its reply.
+type Work = Box<dyn FnOnce(&Connection) -> (bool, Delivery) + Send>;
 
 /// Jobs, events and handlers in one SQLite database file.
 pub struct SqliteStore {
@@ -142,9 +166,12 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;
-         PRAGMA foreign_keys = ON; PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;"
+         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(backend)?;
+    // Room for every statement the store prepares (the default 16 is fewer,
+    // and an evicted statement is parsed again on its next use).
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
@@ -189,8 +216,10 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` in its own savepoint inside the writer's next transaction
-    /// and returns its result once that transaction has committed.
+    /// Runs `f` inside the writer's next transaction and returns its result
+    /// once that transaction has committed. `f` must either succeed, or fail
+    /// before writing anything, or fail with a database error; a request
+    /// that can be refused after it has written uses [`in_savepoint`].
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -198,10 +227,15 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |committed| {
+            let result = f(conn);
+            let failed = matches!(result, Err(StoreError::Backend(_)));
+            if let Err(StoreError::Backend(error)) = &result {
+                tracing::error!(%error, "a write failed in the database; rolling back its group");
+            }
+            let deliver: Delivery = Box::new(move |committed| {
                 let _ = reply.send(committed.and(result));
-            })
+            });
+            (failed, deliver)
         });
         self.writer.send(work).map_err(|_| backend("the database writer has stopped"))?;
         answer.await.map_err(|_| backend("the write was not committed (see the engine log)"))?
@@ -223,11 +257,19 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT request").map_err(backend)?;
+    control(conn, "SAVEPOINT request")?;
     let result = f(conn);
-    let end = if result.is_ok() { "RELEASE request" } else { "ROLLBACK TO request; RELEASE request" };
-    conn.execute_batch(end).map_err(backend)?;
+    if result.is_err() {
+        control(conn, "ROLLBACK TO request")?;
+    }
+    control(conn, "RELEASE request")?;
     result
+}
+
+/// Runs a transaction-control statement, prepared once per connection
+/// (parsing it anew each time was a visible part of every write).
+fn control(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql).and_then(|mut stmt| stmt.execute([])).map(drop).map_err(backend)
 }
 
 /// Commits whatever work has queued up, in one transaction at a time.
@@ -241,16 +283,26 @@ fn write_loop(conn: Connection, work: mpsc::Receiver<Work>) {
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = control(&conn, "BEGIN IMMEDIATE") {
             // Dropping the work unrun drops its reply channel: each caller
             // gets an error and nothing was written.
             tracing::error!(%error, "cannot begin a write transaction");
             continue;
         }
-        let deliveries: Vec<Delivery> = batch.into_iter().map(|item| item(&conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        let mut failed = false;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for item in batch {
+            let (item_failed, deliver) = item(&conn);
+            failed |= item_failed;
+            deliveries.push(deliver);
+        }
+        let committed = if failed {
+            Err(backend("a database error rolled back this write (see the engine log)"))
+        } else {
+            control(&conn, "COMMIT")
+        };
         if committed.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = control(&conn, "ROLLBACK");
         }
         for deliver in deliveries {
             deliver(committed.clone());
@@ -400,7 +452,9 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<(), St
             let key = job.unique_key.clone().unwrap_or_default();
             let holder: String = conn
                 .query_row(
-                    "SELECT id FROM jobs WHERE unique_key = ?1 AND status IN ('pending', 'scheduled', 'running', 'retrying')",
+                    &format!(
+                        "SELECT id FROM jobs WHERE unique_key IS NOT NULL AND unique_key = ?1 AND {ACTIVE}"
+                    ),
                     [&key],
                     |r| r.get(0),
                 )
@@ -423,10 +477,12 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
     let not_excluded =
         if request.exclude.is_empty() { String::new() } else { format!("AND name NOT IN ({exclude})") };
     // Without statistics the planner prefers the status index and sorts
-    // every waiting job; the partial index is already in claim order.
+    // every waiting job; the partial index is already in claim order. The
+    // `+` keeps `run_at <= ?` from being a range the planner re-plans (and
+    // re-prepares the statement for) each time a new time is bound.
     let sql = format!(
         "SELECT seq, id, name, status, attempts FROM jobs INDEXED BY jobs_ready
-         WHERE status IN {WAITING} AND run_at <= ? {not_excluded}
+         WHERE {WAITING} AND +run_at <= ? {not_excluded}
          ORDER BY priority DESC, run_at, seq LIMIT ?"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![millis(request.now).into()];
@@ -547,9 +603,12 @@ fn order_by(sort: JobSort) -> &'static str {
 impl Store for SqliteStore {
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         self.write(move |conn| {
-            for insert in &jobs {
-                insert_job(conn, &insert.job, now)?;
-            }
+            in_savepoint(conn, |conn| {
+                for insert in &jobs {
+                    insert_job(conn, &insert.job, now)?;
+                }
+                Ok(())
+            })?;
             Ok(jobs.into_iter().map(|insert| insert.job).collect())
         })
         .await
@@ -690,7 +749,7 @@ impl Store for SqliteStore {
             // run_at is the least of each priority's first entry.
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT min(run_at) FROM jobs INDEXED BY jobs_ready WHERE status IN {WAITING} AND priority = ?1"
+                    "SELECT min(run_at) FROM jobs INDEXED BY jobs_ready WHERE {WAITING} AND priority = ?1"
                 ))
                 .map_err(backend)?;
             let mut earliest: Option<i64> = None;
