@@ -10,6 +10,8 @@
 //! | retry | running | retrying | `job.retried` |
 //! | fail | running | failed | `job.failed` |
 //! | cancel | pending, scheduled, retrying, running | cancelled | `job.cancelled` |
+//! | rescue | running (lease expired) | retrying | `job.rescued` |
+//! | release | running (engine shutting down) | pending | `job.released` |
 //!
 //! An attempt that ends by its wall-clock timeout also emits `job.timed_out`
 //! just before its `job.retried` or `job.failed`, in the same transaction.
@@ -44,6 +46,12 @@ pub enum EventType {
     /// An attempt ran past its wall-clock timeout.
     #[serde(rename = "job.timed_out")]
     TimedOut,
+    /// A running job's lease expired (its worker stopped) and it will run again.
+    #[serde(rename = "job.rescued")]
+    Rescued,
+    /// A shutting-down worker gave a running job back uncharged.
+    #[serde(rename = "job.released")]
+    Released,
 }
 
 impl EventType {
@@ -57,6 +65,8 @@ impl EventType {
             EventType::Failed => "job.failed",
             EventType::Cancelled => "job.cancelled",
             EventType::TimedOut => "job.timed_out",
+            EventType::Rescued => "job.rescued",
+            EventType::Released => "job.released",
         }
     }
 
@@ -70,6 +80,8 @@ impl EventType {
             EventType::Failed,
             EventType::Cancelled,
             EventType::TimedOut,
+            EventType::Rescued,
+            EventType::Released,
         ]
         .into_iter()
         .find(|e| e.as_str() == name)
@@ -93,6 +105,12 @@ pub enum Transition {
     Fail,
     /// Cancelled by a caller.
     Cancel,
+    /// The lease lapsed: the worker died or hung. Runs again (a lost lease
+    /// is retryable); with no attempts left the job fails instead.
+    Rescue,
+    /// Given back by a worker that is shutting down; the attempt is not
+    /// counted.
+    Release,
 }
 
 use JobStatus::*;
@@ -106,6 +124,8 @@ pub const TRANSITIONS: &[(Transition, &[JobStatus], JobStatus, EventType)] = &[
     (Transition::Retry, &[Running], Retrying, EventType::Retried),
     (Transition::Fail, &[Running], Failed, EventType::Failed),
     (Transition::Cancel, &[Pending, Scheduled, Retrying, Running], Cancelled, EventType::Cancelled),
+    (Transition::Rescue, &[Running], Retrying, EventType::Rescued),
+    (Transition::Release, &[Running], Pending, EventType::Released),
 ];
 
 impl Transition {

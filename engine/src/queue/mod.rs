@@ -24,10 +24,10 @@ use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobStatus, NewJob, StatusC
 use crate::principal::Principal;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CapabilitySet, Limits, Progress, Sandbox, Services};
-use crate::store::{Cancelled, JobInsert, Store, StoreError};
+use crate::store::{Cancelled, JobInsert, RescueRequest, Rescued, Store, StoreError};
 
 pub use metrics::RunStats;
-pub use worker::Workers;
+pub use worker::{Shutdown, Workers};
 
 /// Decides what principals may do, for the queue. The permission engine
 /// implements it; [`AllowAll`] grants everything (tests, local use).
@@ -133,10 +133,43 @@ pub struct QueueConfig {
     pub max_input_bytes: usize,
     /// The longest timeout a job may ask for. Default 24 hours.
     pub max_timeout: Duration,
-    /// How long a claim's lease lasts before it must be renewed.
+    /// How long a claim's lease lasts unless renewed; workers renew their
+    /// leases every third of it. Default 30 s.
     pub lease: Duration,
-    /// This node's name, recorded on leases.
+    /// This node's name, recorded on leases. A node starting up takes back
+    /// the jobs still leased to its name (its previous run is gone), so
+    /// every node sharing a database needs its own.
     pub node_id: String,
+    /// How often an idle dispatcher looks for jobs enqueued by other
+    /// processes (this process's own enqueues wake it at once). Default 1 s.
+    pub poll_interval: Duration,
+    /// How often lapsed leases are rescued and finished jobs pruned. Default 10 s.
+    pub maintenance_interval: Duration,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
+}
+
+/// How long finished jobs are kept, per final status; `None` keeps them
+/// forever. Their events stay either way (they belong to the audit log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Default 24 hours.
+    pub completed: Option<Duration>,
+    /// Default 24 hours.
+    pub cancelled: Option<Duration>,
+    /// Default 7 days.
+    pub failed: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const HOUR: u64 = 3600;
+        Self {
+            completed: Some(Duration::from_secs(24 * HOUR)),
+            cancelled: Some(Duration::from_secs(24 * HOUR)),
+            failed: Some(Duration::from_secs(7 * 24 * HOUR)),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -151,6 +184,9 @@ impl Default for QueueConfig {
             max_timeout: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(30),
             node_id: "node-1".into(),
+            poll_interval: Duration::from_secs(1),
+            maintenance_interval: Duration::from_secs(10),
+            retention: Retention::default(),
         }
     }
 }
@@ -199,12 +235,18 @@ pub(crate) struct Inner {
     /// locked after `running`.
     early_cancels: Mutex<std::collections::HashSet<String>>,
     per_handler: Mutex<HashMap<String, usize>>,
+    /// Set when a shutdown's grace ran out: every job still running, or
+    /// about to, is given back rather than run.
+    releasing: std::sync::atomic::AtomicBool,
     stats: metrics::Metrics,
 }
 
 struct Running {
     cancel: CancellationToken,
+    lease_token: u64,
     progress: Option<Progress>,
+    /// Stopped by a shutdown rather than a cancel: given back, not cancelled.
+    released: bool,
 }
 
 fn new_job_id() -> String {
@@ -230,6 +272,7 @@ impl Queue {
                 running: Mutex::new(HashMap::new()),
                 early_cancels: Mutex::new(Default::default()),
                 per_handler: Mutex::new(HashMap::new()),
+                releasing: Default::default(),
                 stats: metrics::Metrics::default(),
             }),
         }
@@ -420,6 +463,62 @@ impl Queue {
     /// Attempts finished in this process since it started (cheap: no store access).
     pub fn attempts_finished(&self) -> u64 {
         self.inner.stats.attempts()
+    }
+
+    /// Takes back running jobs whose lease has lapsed (their worker died or
+    /// hung) so they run again. The worker pool does this every
+    /// `maintenance_interval`; it is public for operators and tests.
+    pub async fn rescue_lapsed(&self) -> Result<Vec<Rescued>, QueueError> {
+        self.rescue(None).await
+    }
+
+    /// Rescues lapsed leases and, with `owner`, every job leased to it.
+    async fn rescue(&self, owner: Option<String>) -> Result<Vec<Rescued>, QueueError> {
+        const BATCH: usize = 500;
+        let mut all = Vec::new();
+        loop {
+            let request = RescueRequest { now: self.inner.clock.now(), owner: owner.clone(), limit: BATCH };
+            let rescued = self.inner.store.rescue(request).await?;
+            let done = rescued.len() < BATCH;
+            all.extend(rescued);
+            if done {
+                break;
+            }
+        }
+        if !all.is_empty() {
+            self.inner.wake.notify_one();
+            self.inner.bump();
+        }
+        Ok(all)
+    }
+
+    /// Deletes finished jobs older than the retention allows, in batches
+    /// (each its own short write, so the queue never waits long behind it).
+    /// Returns how many were deleted.
+    pub async fn prune_finished(&self) -> Result<u64, QueueError> {
+        const BATCH: usize = 1000;
+        let now = self.inner.clock.now();
+        let retention = self.inner.config.retention;
+        let cutoffs: Vec<(JobStatus, DateTime<Utc>)> = [
+            (JobStatus::Completed, retention.completed),
+            (JobStatus::Cancelled, retention.cancelled),
+            (JobStatus::Failed, retention.failed),
+        ]
+        .into_iter()
+        .filter_map(|(status, keep)| Some((status, now - chrono::Duration::from_std(keep?).ok()?)))
+        .collect();
+        if cutoffs.is_empty() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            let deleted = self.inner.store.prune(&cutoffs, BATCH).await?;
+            total += deleted;
+            if (deleted as usize) < BATCH {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Waits until job `id` is in a final status and returns it.

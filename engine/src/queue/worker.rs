@@ -3,44 +3,170 @@
 //!
 //! A job waiting for its retry is back in the store with a later `run_at`:
 //! it holds no slot and no task. The dispatcher sleeps until the next job is
-//! due, a job is enqueued, or a slot frees up — never on a polling timer.
+//! due, a job is enqueued, or a slot frees up; only jobs enqueued by other
+//! processes wait for its slow poll (`poll_interval`).
+//!
+//! Beside the dispatcher run a heartbeat, renewing the leases of running
+//! jobs (and stopping any whose lease was lost), and a maintenance task that
+//! rescues lapsed leases and prunes finished jobs. On start the pool takes
+//! back the jobs still leased to this node's name: its previous run died.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inner, Running, result_value};
+use super::{Inner, Queue, Running, result_value};
 use crate::jobs::{Attempt, AttemptLog};
 use crate::sandbox::{Disposition, JobRun, Limits, Outcome, OutcomeKind, Progress, ProgressObserver};
-use crate::store::{ClaimRequest, Claimed, Finish, FinishKind};
+use crate::store::{ClaimRequest, Claimed, Finish, FinishKind, Lease};
 
-/// The running worker pool. Stop it with [`Workers::stop`].
+/// The running worker pool. Stop it with [`Workers::stop`] or
+/// [`Workers::shutdown`].
 pub struct Workers {
+    /// Stops the dispatcher claiming.
     shutdown: CancellationToken,
+    /// Stops the heartbeat and maintenance, once no job runs.
+    stopped: CancellationToken,
     dispatcher: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     inner: Arc<Inner>,
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shutdown {
+    /// Jobs running when the shutdown began.
+    pub in_flight: usize,
+    /// Of those, the ones still running at the deadline: stopped and given
+    /// back to the queue uncharged, to run again.
+    pub released: usize,
 }
 
 impl Workers {
     /// Stops claiming, waits for running jobs to finish, and returns.
     pub async fn stop(self) {
+        self.shutdown(None).await;
+    }
+
+    /// Stops claiming and lets running jobs finish for up to `grace` (for
+    /// ever with `None`); jobs still running then are stopped and released
+    /// so they run again. Leases are renewed until the end.
+    pub async fn shutdown(self, grace: Option<Duration>) -> Shutdown {
         self.shutdown.cancel();
         let _ = self.dispatcher.await;
-        // Every running job holds a permit; taking them all means none runs.
-        let all = self.inner.config.concurrency.max(1) as u32;
-        let _ = self.inner.slots.acquire_many(all).await;
+        let all = self.inner.config.concurrency.max(1);
+        let in_flight = all - self.inner.slots.available_permits();
+        // Every running job holds a permit until its attempt is recorded;
+        // taking them all means none runs.
+        let drained = self.inner.slots.acquire_many(all as u32);
+        tokio::pin!(drained);
+        let released = match grace {
+            None => {
+                let _ = drained.await;
+                0
+            }
+            Some(grace) => {
+                let deadline = self.inner.clock.now() + chrono::Duration::from_std(grace).unwrap_or_default();
+                tokio::select! {
+                    _ = &mut drained => 0,
+                    () = self.inner.clock.sleep_until(deadline) => {
+                        let released = release_running(&self.inner);
+                        let _ = drained.await;
+                        released
+                    }
+                }
+            }
+        };
+        self.stopped.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        Shutdown { in_flight, released }
     }
+}
+
+/// Stops every job running here so it is given back, not cancelled; a job
+/// claimed but not yet started is stopped as it registers.
+fn release_running(inner: &Inner) -> usize {
+    let mut running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+    inner.releasing.store(true, Ordering::SeqCst);
+    for job in running.values_mut() {
+        job.released = true;
+        job.cancel.cancel();
+    }
+    running.len()
 }
 
 pub(super) fn start(inner: Arc<Inner>) -> Workers {
     let shutdown = CancellationToken::new();
+    let stopped = CancellationToken::new();
     let (finished, to_record) = mpsc::unbounded_channel();
     tokio::spawn(record_finishes(inner.clone(), to_record));
     let dispatcher = tokio::spawn(dispatch(inner.clone(), shutdown.clone(), finished));
-    Workers { shutdown, dispatcher, inner }
+    let background = vec![
+        tokio::spawn(heartbeat(inner.clone(), stopped.clone())),
+        tokio::spawn(maintain(inner.clone(), stopped.clone())),
+    ];
+    Workers { shutdown, stopped, dispatcher, background, inner }
+}
+
+/// Renews the leases of the jobs running here every third of the lease,
+/// and stops any whose lease was lost (a stale worker must not go on).
+async fn heartbeat(inner: Arc<Inner>, stopped: CancellationToken) {
+    let lease = chrono::Duration::from_std(inner.config.lease).unwrap_or_default();
+    loop {
+        tokio::select! {
+            () = inner.clock.sleep_until(inner.clock.now() + lease / 3) => {}
+            () = stopped.cancelled() => return,
+        }
+        let leases: Vec<Lease> = {
+            let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.iter().map(|(id, job)| Lease { job_id: id.clone(), token: job.lease_token }).collect()
+        };
+        if leases.is_empty() {
+            continue;
+        }
+        match inner.store.heartbeat(leases, inner.clock.now() + lease).await {
+            Ok(lost) => {
+                let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                for id in lost {
+                    tracing::warn!(job = %id, "lease lost (the job was rescued or changed elsewhere); stopping it");
+                    if let Some(job) = running.get(&id) {
+                        job.cancel.cancel();
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "renewing leases failed; retrying at the next heartbeat"),
+        }
+    }
+}
+
+/// Rescues lapsed leases and prunes finished jobs every `maintenance_interval`.
+async fn maintain(inner: Arc<Inner>, stopped: CancellationToken) {
+    let queue = Queue { inner };
+    let every = chrono::Duration::from_std(queue.inner.config.maintenance_interval).unwrap_or_default();
+    loop {
+        tokio::select! {
+            () = queue.inner.clock.sleep_until(queue.inner.clock.now() + every) => {}
+            () = stopped.cancelled() => return,
+        }
+        match queue.rescue_lapsed().await {
+            Ok(rescued) if !rescued.is_empty() => {
+                tracing::warn!(jobs = rescued.len(), "rescued jobs whose lease lapsed")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "rescuing lapsed leases failed"),
+        }
+        match queue.prune_finished().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(jobs = pruned, "pruned finished jobs past their retention"),
+            Err(error) => tracing::error!(%error, "pruning finished jobs failed"),
+        }
+    }
 }
 
 /// An attempt that has ended and waits to be recorded; its slot is held
@@ -112,6 +238,17 @@ fn claim_budget(inner: &Inner, free: usize) -> (usize, Vec<String>) {
 }
 
 async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc::UnboundedSender<Ended>) {
+    let queue = Queue { inner: inner.clone() };
+    match queue.rescue(Some(inner.config.node_id.clone())).await {
+        Ok(recovered) if !recovered.is_empty() => tracing::warn!(
+            jobs = recovered.len(),
+            node = %inner.config.node_id,
+            "took back jobs left running by this node's previous run"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::error!(%error, "recovering jobs left running failed; their leases will lapse"),
+    }
+    let poll = chrono::Duration::from_std(inner.config.poll_interval).unwrap_or_default();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -167,12 +304,12 @@ async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc
         let next_due = if inner.slots.available_permits() == 0 {
             None
         } else {
+            let next_poll = inner.clock.now() + poll;
             match inner.store.next_run_at().await {
-                Ok(at) => at,
+                Ok(at) => Some(at.map_or(next_poll, |at| at.min(next_poll))),
                 Err(error) => {
-                    // Look again soon rather than sleep until the next enqueue.
-                    tracing::error!(%error, "reading the next due time failed; retrying in a second");
-                    Some(inner.clock.now() + chrono::Duration::seconds(1))
+                    tracing::error!(%error, "reading the next due time failed; looking again at the next poll");
+                    Some(next_poll)
                 }
             }
         };
@@ -215,8 +352,12 @@ async fn run_job(
     let cancel = CancellationToken::new();
     {
         let mut running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.insert(job.id.clone(), Running { cancel: cancel.clone(), progress: None });
-        if inner.early_cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id) {
+        let releasing = inner.releasing.load(Ordering::SeqCst);
+        running.insert(
+            job.id.clone(),
+            Running { cancel: cancel.clone(), lease_token, progress: None, released: releasing },
+        );
+        if inner.early_cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id) || releasing {
             cancel.cancel();
         }
     }
@@ -253,7 +394,10 @@ async fn run_job(
     inner.stats.record(outcome.usage.wall);
 
     let now = inner.clock.now();
+    let released =
+        inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(&job.id).is_some_and(|r| r.released);
     let kind = match outcome.kind.disposition() {
+        Disposition::Cancelled if released => FinishKind::Release,
         Disposition::Done => match &outcome.kind {
             OutcomeKind::Completed { result } => FinishKind::Complete { result: result_value(result) },
             _ => unreachable!("only completion is done"),

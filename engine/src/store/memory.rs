@@ -9,13 +9,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Store, StoreError,
-    event_for, finish_events,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Lease, RescueRequest,
+    Rescued, Store, StoreError, event_for, finish_events, lost_attempt,
 };
 use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
 use crate::sandbox::Progress;
 
 type ReadyKey = (Reverse<i64>, i64, u64);
+
+/// The lease on a running job.
+struct Held {
+    token: u64,
+    owner: String,
+    until: DateTime<Utc>,
+}
 
 #[derive(Default)]
 struct State {
@@ -26,7 +33,7 @@ struct State {
     ready: BTreeSet<ReadyKey>,
     /// Waiting jobs whose time has not come, by (run_at, seq).
     delayed: BTreeSet<(i64, u64)>,
-    leases: HashMap<String, u64>,
+    leases: HashMap<String, Held>,
     next_token: u64,
     unique: HashMap<String, String>,
     events: Vec<JobEvent>,
@@ -160,7 +167,10 @@ impl Store for MemoryStore {
             job.attempts += 1;
             job.started_at = Some(request.now);
             let job = job.clone();
-            state.leases.insert(job.id.clone(), token);
+            state.leases.insert(
+                job.id.clone(),
+                Held { token, owner: request.owner.clone(), until: request.lease_until },
+            );
             state.emit(event_for(
                 &job,
                 Transition::Claim,
@@ -185,7 +195,7 @@ impl Store for MemoryStore {
                 results.push(Err(StoreError::NotFound(finish.job_id)));
                 continue;
             };
-            let holds_lease = state.leases.get(&finish.job_id) == Some(&finish.lease_token);
+            let holds_lease = state.leases.get(&finish.job_id).is_some_and(|h| h.token == finish.lease_token);
             if !holds_lease || state.jobs[&seq].status != JobStatus::Running {
                 results.push(Err(StoreError::LeaseLost(finish.job_id)));
                 continue;
@@ -193,8 +203,10 @@ impl Store for MemoryStore {
             state.leases.remove(&finish.job_id);
             let job = state.jobs.get_mut(&seq).expect("exists");
             let from = job.status;
-            job.attempt_log.push(finish.attempt.clone());
-            job.error = finish.attempt.error.clone();
+            if finish.kind != FinishKind::Release {
+                job.attempt_log.push(finish.attempt.clone());
+                job.error = finish.attempt.error.clone();
+            }
             if finish.progress.is_some() {
                 job.progress = finish.progress.clone();
             }
@@ -215,6 +227,11 @@ impl Store for MemoryStore {
                 FinishKind::Cancel => {
                     job.status = JobStatus::Cancelled;
                     job.cancelled_at = Some(now);
+                }
+                FinishKind::Release => {
+                    job.status = JobStatus::Pending;
+                    job.attempts -= 1;
+                    job.run_at = now;
                 }
             }
             let status = job.status;
@@ -260,12 +277,87 @@ impl Store for MemoryStore {
 
     async fn set_progress(&self, id: &str, lease_token: u64, progress: Progress) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if state.leases.get(id) != Some(&lease_token) {
+        if state.leases.get(id).is_none_or(|h| h.token != lease_token) {
             return Err(StoreError::LeaseLost(id.to_string()));
         }
         let seq = state.seq_of[id];
         state.jobs.get_mut(&seq).expect("exists").progress = Some(progress);
         Ok(())
+    }
+
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let mut state = self.lock();
+        let mut lost = Vec::new();
+        for lease in leases {
+            match state.leases.get_mut(&lease.job_id) {
+                Some(held) if held.token == lease.token => held.until = held.until.max(until),
+                _ => lost.push(lease.job_id),
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn rescue(&self, request: RescueRequest) -> Result<Vec<Rescued>, StoreError> {
+        let mut state = self.lock();
+        let lapsed: Vec<String> = state
+            .leases
+            .iter()
+            .filter(|(_, held)| held.until < request.now || request.owner.as_ref() == Some(&held.owner))
+            .map(|(id, _)| id.clone())
+            .take(request.limit)
+            .collect();
+        let now = request.now;
+        let mut rescued = Vec::with_capacity(lapsed.len());
+        for id in lapsed {
+            let held = state.leases.remove(&id).expect("listed");
+            let seq = state.seq_of[&id];
+            let job = state.jobs.get_mut(&seq).expect("exists");
+            let attempt = lost_attempt(job, now);
+            job.error = attempt.error.clone();
+            job.attempt_log.push(attempt.clone());
+            let transition = if job.attempts < job.max_attempts() {
+                job.status = JobStatus::Retrying;
+                job.run_at = now;
+                Transition::Rescue
+            } else {
+                job.status = JobStatus::Failed;
+                job.failed_at = Some(now);
+                Transition::Fail
+            };
+            let job = job.clone();
+            let data =
+                serde_json::json!({"outcome": attempt.outcome, "error": attempt.error, "owner": held.owner});
+            state.emit(event_for(&job, transition, Some(JobStatus::Running), now, data));
+            if job.status.is_final() {
+                state.release_unique(job.unique_key.as_deref(), &id);
+            } else {
+                state.wait(seq, job.priority.rank(), job.run_at, now);
+            }
+            rescued.push(Rescued { job_id: id, status: job.status });
+        }
+        Ok(rescued)
+    }
+
+    async fn prune(&self, cutoffs: &[(JobStatus, DateTime<Utc>)], limit: usize) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let doomed: Vec<u64> = state
+            .jobs
+            .iter()
+            .filter(|(_, job)| {
+                let ended = job.completed_at.or(job.failed_at).or(job.cancelled_at);
+                cutoffs
+                    .iter()
+                    .any(|(status, before)| job.status == *status && ended.is_some_and(|at| at < *before))
+            })
+            .map(|(seq, _)| *seq)
+            .take(limit)
+            .collect();
+        for seq in &doomed {
+            let job = state.jobs.remove(seq).expect("listed");
+            state.seq_of.remove(&job.id);
+            state.logs.remove(&job.id);
+        }
+        Ok(doomed.len() as u64)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {

@@ -93,6 +93,9 @@ pub enum FinishKind {
     Fail,
     /// Stopped by a cancel.
     Cancel,
+    /// Given back uncharged by a worker shutting down: the job waits again
+    /// and the attempt is not counted.
+    Release,
 }
 
 /// The end of one attempt.
@@ -114,6 +117,36 @@ pub struct Finish {
     pub progress: Option<Progress>,
     /// Whether the attempt ended by its wall-clock timeout.
     pub timed_out: bool,
+}
+
+/// A worker's hold on a running job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The job.
+    pub job_id: String,
+    /// The token from the claim.
+    pub token: u64,
+}
+
+/// Which running jobs to take back from workers that stopped.
+#[derive(Debug, Clone)]
+pub struct RescueRequest {
+    /// Leases that expired before this time are lapsed.
+    pub now: DateTime<Utc>,
+    /// Also take back every job leased to this owner, expired or not: a
+    /// node starting up names itself, since its previous run is gone.
+    pub owner: Option<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+}
+
+/// A job taken back by a rescue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rescued {
+    /// The job.
+    pub job_id: String,
+    /// `retrying` (runs again now) or `failed` (no attempts were left).
+    pub status: JobStatus,
 }
 
 /// What a cancel did.
@@ -165,6 +198,22 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a job: waiting jobs at once, running ones by request.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError>;
 
+    /// Extends the leases still held until `until`. Returns the jobs whose
+    /// lease is lost (rescued, cancelled or finished elsewhere): their
+    /// worker must stop them.
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+
+    /// Takes back running jobs whose lease lapsed (see [`RescueRequest`]).
+    /// A job with attempts left runs again at once (`job.rescued`), one
+    /// without fails (`job.failed`); the lost attempt is recorded as
+    /// `lease-expired`.
+    async fn rescue(&self, request: RescueRequest) -> Result<Vec<Rescued>, StoreError>;
+
+    /// Deletes up to `limit` jobs in a final status that ended before the
+    /// cutoff given for their status, with their logs; their events stay
+    /// (the audit log's). Returns how many were deleted.
+    async fn prune(&self, cutoffs: &[(JobStatus, DateTime<Utc>)], limit: usize) -> Result<u64, StoreError>;
+
     /// Records the latest progress of a running job under its lease.
     async fn set_progress(&self, id: &str, lease_token: u64, progress: Progress) -> Result<(), StoreError>;
 
@@ -208,6 +257,18 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_handler(&self, name: &str) -> Result<bool, StoreError>;
 }
 
+/// How a lost attempt is recorded when its lease is rescued.
+pub(crate) fn lost_attempt(job: &Job, now: DateTime<Utc>) -> Attempt {
+    Attempt {
+        number: job.attempts,
+        started_at: job.started_at.unwrap_or(now),
+        finished_at: now,
+        outcome: "lease-expired".into(),
+        error: Some("lease expired: the worker running this attempt stopped or lost contact".into()),
+        usage: Default::default(),
+    }
+}
+
 /// Builds the event for `transition` of `job` from `from`.
 pub(crate) fn event_for(
     job: &Job,
@@ -238,6 +299,7 @@ pub(crate) fn finish_events(finish: &Finish, from: JobStatus, at: DateTime<Utc>)
         FinishKind::Retry { .. } => Transition::Retry,
         FinishKind::Fail => Transition::Fail,
         FinishKind::Cancel => Transition::Cancel,
+        FinishKind::Release => Transition::Release,
     };
     let mut data = serde_json::json!({
         "outcome": finish.attempt.outcome,

@@ -21,8 +21,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::oneshot;
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Store, StoreError,
-    event_for, finish_events,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Lease, RescueRequest,
+    Rescued, Store, StoreError, event_for, finish_events, lost_attempt,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
@@ -535,6 +535,9 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
 /// Ends one attempt. A stale lease is detected before anything is written,
 /// so a refused finish leaves no trace and needs no savepoint of its own.
 fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<JobStatus, StoreError> {
+    if finish.kind == FinishKind::Release {
+        return release_one(conn, finish, now);
+    }
     let (status, run_at, result, completed, failed, cancelled) = match &finish.kind {
         FinishKind::Complete { result } => {
             (JobStatus::Completed, None, Some(json(result)), Some(millis(now)), None, None)
@@ -542,6 +545,7 @@ fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<
         FinishKind::Retry { run_at } => (JobStatus::Retrying, Some(millis(*run_at)), None, None, None, None),
         FinishKind::Fail => (JobStatus::Failed, None, None, None, Some(millis(now)), None),
         FinishKind::Cancel => (JobStatus::Cancelled, None, None, None, None, Some(millis(now))),
+        FinishKind::Release => unreachable!("handled above"),
     };
     let changed = conn
         .prepare_cached(
@@ -568,14 +572,7 @@ fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<
         })
         .map_err(backend)?;
     if changed == 0 {
-        let exists: bool = conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)", [&finish.job_id], |r| r.get(0))
-            .map_err(backend)?;
-        return Err(if exists {
-            StoreError::LeaseLost(finish.job_id.clone())
-        } else {
-            StoreError::NotFound(finish.job_id.clone())
-        });
+        return Err(lease_refused(conn, &finish.job_id)?);
     }
     for event in finish_events(finish, JobStatus::Running, now) {
         insert_event(conn, &event)?;
@@ -588,6 +585,74 @@ fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<
             .map_err(backend)?;
     }
     Ok(status)
+}
+
+/// Why a change under a lease matched no job.
+fn lease_refused(conn: &Connection, id: &str) -> Result<StoreError, StoreError> {
+    let exists: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)", [id], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(if exists { StoreError::LeaseLost(id.to_string()) } else { StoreError::NotFound(id.to_string()) })
+}
+
+/// Gives a running job back uncharged: waiting again now, its attempt not
+/// counted or recorded (the `job.released` event is).
+fn release_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<JobStatus, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?3,
+             progress = coalesce(?4, progress), lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                finish.job_id,
+                finish.lease_token as i64,
+                millis(now),
+                finish.progress.as_ref().map(json)
+            ])
+        })
+        .map_err(backend)?;
+    if changed == 0 {
+        return Err(lease_refused(conn, &finish.job_id)?);
+    }
+    for event in finish_events(finish, JobStatus::Running, now) {
+        insert_event(conn, &event)?;
+    }
+    Ok(JobStatus::Pending)
+}
+
+/// Takes back one running job whose lease lapsed.
+fn rescue_one(
+    conn: &Connection,
+    seq: i64,
+    owner: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Rescued, StoreError> {
+    let job: Job = conn
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?1"))
+        .and_then(|mut stmt| stmt.query_row([seq], job_from_row))
+        .map_err(backend)?;
+    let attempt = lost_attempt(&job, now);
+    let (transition, run_at, failed_at) = if job.attempts < job.max_attempts() {
+        (Transition::Rescue, millis(now), None)
+    } else {
+        (Transition::Fail, millis(job.run_at), Some(millis(now)))
+    };
+    let status = transition.to();
+    conn.prepare_cached(
+        "UPDATE jobs SET status = ?2, run_at = ?3, failed_at = ?4, error = ?5,
+         attempt_log = json_insert(attempt_log, '$[#]', json(?6)),
+         lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
+         WHERE seq = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![seq, status.as_str(), run_at, failed_at, attempt.error, json(&attempt)])
+    })
+    .map_err(backend)?;
+    let data = serde_json::json!({"outcome": attempt.outcome, "error": attempt.error, "owner": owner});
+    insert_event(conn, &event_for(&job, transition, Some(JobStatus::Running), now, data))?;
+    Ok(Rescued { job_id: job.id, status })
 }
 
 fn order_by(sort: JobSort) -> &'static str {
@@ -663,6 +728,79 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             if changed == 0 { Err(StoreError::LeaseLost(id)) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.write(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_expires_at = max(lease_expires_at, ?3)
+                     WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+                )
+                .map_err(backend)?;
+            let mut lost = Vec::new();
+            for lease in leases {
+                let changed = stmt
+                    .execute(params![lease.job_id, lease.token as i64, millis(until)])
+                    .map_err(backend)?;
+                if changed == 0 {
+                    lost.push(lease.job_id);
+                }
+            }
+            Ok(lost)
+        })
+        .await
+    }
+
+    async fn rescue(&self, request: RescueRequest) -> Result<Vec<Rescued>, StoreError> {
+        self.write(move |conn| {
+            let lapsed: Vec<(i64, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT seq, lease_owner FROM jobs WHERE status = 'running'
+                     AND (lease_expires_at < ?1 OR lease_owner = ?2) ORDER BY seq LIMIT ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![millis(request.now), request.owner, request.limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(backend)?;
+            lapsed.into_iter().map(|(seq, owner)| rescue_one(conn, seq, owner, request.now)).collect()
+        })
+        .await
+    }
+
+    async fn prune(&self, cutoffs: &[(JobStatus, DateTime<Utc>)], limit: usize) -> Result<u64, StoreError> {
+        let cutoffs = cutoffs.to_vec();
+        self.write(move |conn| {
+            let mut deleted = 0u64;
+            for (status, before) in cutoffs {
+                let left = limit as i64 - deleted as i64;
+                if left <= 0 {
+                    break;
+                }
+                let ids: Vec<String> = conn
+                    .prepare_cached(
+                        "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE status = ?1
+                         AND coalesce(completed_at, failed_at, cancelled_at) < ?2 ORDER BY seq LIMIT ?3)
+                         RETURNING id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![status.as_str(), millis(before), left], |r| r.get(0))?
+                            .collect()
+                    })
+                    .map_err(backend)?;
+                let mut logs =
+                    conn.prepare_cached("DELETE FROM job_logs WHERE job_id = ?1").map_err(backend)?;
+                for id in &ids {
+                    logs.execute([id]).map_err(backend)?;
+                }
+                deleted += ids.len() as u64;
+            }
+            Ok(deleted)
         })
         .await
     }

@@ -10,8 +10,8 @@ use objectos_engine::jobs::{
 use objectos_engine::principal::Principal;
 use objectos_engine::sandbox::{Level, LogLine, Source, Usage};
 use objectos_engine::store::{
-    Cancelled, ClaimRequest, Finish, FinishKind, JobInsert, MemoryStore, SqliteStore, Store, StoreError,
-    sqlite::Durability,
+    Cancelled, ClaimRequest, Finish, FinishKind, JobInsert, Lease, MemoryStore, RescueRequest, Rescued,
+    SqliteStore, Store, StoreError, sqlite::Durability,
 };
 use serde_json::json;
 
@@ -305,6 +305,134 @@ pub async fn progress_needs_the_lease(store: Arc<dyn Store>) {
     assert_eq!(store.set_progress("p", 0, progress).await.unwrap_err(), StoreError::LeaseLost("p".into()));
 }
 
+fn rescue_at(now: DateTime<Utc>, owner: Option<&str>) -> RescueRequest {
+    RescueRequest { now, owner: owner.map(str::to_string), limit: 100 }
+}
+
+async fn events_of(store: &dyn Store, id: &str) -> Vec<objectos_engine::jobs::JobEvent> {
+    store.events(0, 1000).await.unwrap().into_iter().filter(|e| e.job_id == id).collect()
+}
+
+pub async fn heartbeats_keep_a_lease_and_report_lost_ones(store: Arc<dyn Store>) {
+    put(&*store, vec![job("a", "h", Priority::Normal, t0()), job("b", "h", Priority::Normal, t0())])
+        .await
+        .unwrap();
+    let claimed = store.claim(claim_request(t0(), 2)).await.unwrap();
+    let lease = |i: usize| Lease { job_id: claimed[i].job.id.clone(), token: claimed[i].lease_token };
+    let stale = Lease { job_id: claimed[1].job.id.clone(), token: claimed[1].lease_token + 1000 };
+    let lost = store.heartbeat(vec![lease(0), stale], t0() + Duration::seconds(90)).await.unwrap();
+    assert_eq!(lost, [claimed[1].job.id.clone()], "a wrong token is a lost lease");
+    // At t0+60s the unrenewed lease (30 s) has lapsed; the renewed one holds.
+    let rescued = store.rescue(rescue_at(t0() + Duration::seconds(60), None)).await.unwrap();
+    assert_eq!(rescued, [Rescued { job_id: claimed[1].job.id.clone(), status: JobStatus::Retrying }]);
+    let lost = store.heartbeat(vec![lease(0), lease(1)], t0() + Duration::seconds(120)).await.unwrap();
+    assert_eq!(lost, [claimed[1].job.id.clone()], "a rescued job's old lease is lost");
+}
+
+pub async fn lapsed_leases_are_rescued_and_the_stale_worker_is_fenced_off(store: Arc<dyn Store>) {
+    put(&*store, vec![job("r", "h", Priority::Normal, t0())]).await.unwrap();
+    let first = store.claim(claim_request(t0(), 1)).await.unwrap().remove(0);
+    assert!(store.rescue(rescue_at(t0() + Duration::seconds(29), None)).await.unwrap().is_empty());
+    let later = t0() + Duration::seconds(31);
+    let rescued = store.rescue(rescue_at(later, None)).await.unwrap();
+    assert_eq!(rescued, [Rescued { job_id: "r".into(), status: JobStatus::Retrying }]);
+    let job = store.get("r").await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts, job.run_at), (JobStatus::Retrying, 1, later));
+    assert_eq!(job.attempt_log[0].outcome, "lease-expired");
+    assert!(job.error.unwrap().contains("lease expired"));
+    let second = store.claim(claim_request(later, 1)).await.unwrap().remove(0);
+    assert_eq!(second.job.attempts, 2);
+    let stale = store
+        .finish(vec![finish("r", first.lease_token, FinishKind::Complete { result: json!(1) })], later)
+        .await
+        .unwrap();
+    assert_eq!(stale, [Err(StoreError::LeaseLost("r".into()))], "the first worker is fenced off");
+    let fresh = store
+        .finish(vec![finish("r", second.lease_token, FinishKind::Complete { result: json!(2) })], later)
+        .await
+        .unwrap();
+    assert_eq!(fresh, [Ok(JobStatus::Completed)]);
+    let kinds: Vec<_> = events_of(&*store, "r").await.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["job.enqueued", "job.started", "job.rescued", "job.started", "job.completed"]);
+    check_path(&events_of(&*store, "r").await).unwrap();
+}
+
+pub async fn a_rescue_without_attempts_left_fails_the_job(store: Arc<dyn Store>) {
+    let mut once = job("once", "h", Priority::Normal, t0());
+    once.max_retries = 0;
+    once.unique_key = Some("k".into());
+    put(&*store, vec![once]).await.unwrap();
+    store.claim(claim_request(t0(), 1)).await.unwrap();
+    let rescued = store.rescue(rescue_at(t0() + Duration::minutes(5), None)).await.unwrap();
+    assert_eq!(rescued, [Rescued { job_id: "once".into(), status: JobStatus::Failed }]);
+    let job = store.get("once").await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.failed_at.is_some());
+    check_path(&events_of(&*store, "once").await).unwrap();
+    let mut again = self::job("again", "h", Priority::Normal, t0());
+    again.unique_key = Some("k".into());
+    put(&*store, vec![again]).await.expect("a failed job frees its unique key");
+}
+
+pub async fn a_starting_node_takes_back_its_own_leases_at_once(store: Arc<dyn Store>) {
+    put(&*store, vec![job("mine", "h", Priority::High, t0()), job("theirs", "h", Priority::Normal, t0())])
+        .await
+        .unwrap();
+    let mut mine = claim_request(t0(), 1);
+    mine.owner = "node-a".into();
+    store.claim(mine).await.unwrap();
+    let mut theirs = claim_request(t0(), 1);
+    theirs.owner = "node-b".into();
+    store.claim(theirs).await.unwrap();
+    let rescued = store.rescue(rescue_at(t0(), Some("node-a"))).await.unwrap();
+    assert_eq!(rescued, [Rescued { job_id: "mine".into(), status: JobStatus::Retrying }]);
+    assert_eq!(store.get("theirs").await.unwrap().unwrap().status, JobStatus::Running);
+}
+
+pub async fn a_release_gives_the_job_back_uncharged(store: Arc<dyn Store>) {
+    put(&*store, vec![job("x", "h", Priority::Normal, t0())]).await.unwrap();
+    let claimed = store.claim(claim_request(t0(), 1)).await.unwrap().remove(0);
+    let later = t0() + Duration::seconds(5);
+    let released =
+        store.finish(vec![finish("x", claimed.lease_token, FinishKind::Release)], later).await.unwrap();
+    assert_eq!(released, [Ok(JobStatus::Pending)]);
+    let job = store.get("x").await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts, job.attempt_log.len()), (JobStatus::Pending, 0, 0));
+    let again = store.claim(claim_request(later, 1)).await.unwrap().remove(0);
+    assert_eq!(again.job.attempts, 1, "the released attempt was not counted");
+    let kinds: Vec<_> = events_of(&*store, "x").await.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["job.enqueued", "job.started", "job.released", "job.started"]);
+    check_path(&events_of(&*store, "x").await).unwrap();
+}
+
+pub async fn prune_deletes_only_finished_jobs_past_their_cutoff(store: Arc<dyn Store>) {
+    let ids = ["done-old", "done-new", "failed-old", "waiting"];
+    put(&*store, ids.iter().map(|id| job(id, "h", Priority::Normal, t0())).collect()).await.unwrap();
+    let claimed = store.claim(claim_request(t0(), 3)).await.unwrap();
+    let end = |i: usize, kind: FinishKind, at: DateTime<Utc>| {
+        let store = store.clone();
+        let (id, token) = (claimed[i].job.id.clone(), claimed[i].lease_token);
+        async move { store.finish(vec![finish(&id, token, kind)], at).await.unwrap() }
+    };
+    let complete = || FinishKind::Complete { result: json!(null) };
+    end(0, complete(), t0()).await;
+    end(1, complete(), t0() + Duration::hours(2)).await;
+    end(2, FinishKind::Fail, t0()).await;
+    let events_before = store.events(0, 1000).await.unwrap().len();
+    let cutoff = t0() + Duration::hours(1);
+    let cutoffs = [(JobStatus::Completed, cutoff)];
+    assert_eq!(store.prune(&cutoffs, 100).await.unwrap(), 1);
+    assert!(store.get("done-old").await.unwrap().is_none());
+    for kept in ["done-new", "failed-old", "waiting"] {
+        assert!(store.get(kept).await.unwrap().is_some(), "{kept} is kept");
+    }
+    assert_eq!(store.events(0, 1000).await.unwrap().len(), events_before, "events stay for the audit log");
+    let all = [(JobStatus::Completed, cutoff + Duration::hours(5)), (JobStatus::Failed, cutoff)];
+    assert_eq!(store.prune(&all, 1).await.unwrap(), 1, "at most the limit");
+    assert_eq!(store.prune(&all, 100).await.unwrap(), 1);
+    assert_eq!(store.counts().await.unwrap().total, 1, "only the waiting job is left");
+}
+
 /// Runs every conformance test against a fresh store from `$make`.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -321,7 +449,13 @@ macro_rules! conformance {
                 events_are_gapless_and_form_valid_paths,
                 list_filters_sorts_and_pages,
                 handlers_keep_every_version,
-                progress_needs_the_lease);
+                progress_needs_the_lease,
+                heartbeats_keep_a_lease_and_report_lost_ones,
+                lapsed_leases_are_rescued_and_the_stale_worker_is_fenced_off,
+                a_rescue_without_attempts_left_fails_the_job,
+                a_starting_node_takes_back_its_own_leases_at_once,
+                a_release_gives_the_job_back_uncharged,
+                prune_deletes_only_finished_jobs_past_their_cutoff);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {
