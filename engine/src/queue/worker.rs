@@ -102,6 +102,7 @@ fn release_running(inner: &Inner) -> usize {
 }
 
 pub(super) fn start(inner: Arc<Inner>) -> Workers {
+    inner.releasing.store(false, Ordering::SeqCst);
     let shutdown = CancellationToken::new();
     let stopped = CancellationToken::new();
     let (finished, to_record) = mpsc::unbounded_channel();

@@ -422,3 +422,114 @@ async fn invalid_uploads_are_refused_and_nothing_is_stored() {
     assert!(error.to_string().contains("not a valid handler name"), "{error}");
     assert!(q.queue.registry().get("broken").await.is_err());
 }
+
+fn event_kinds(events: &[objectos_engine::jobs::JobEvent]) -> Vec<&'static str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_rescued_and_run_again() {
+    let mut q = memory_queue(QueueConfig::default()).await;
+    let id = q.enqueue(NewJob::new("noop", json!(1))).await;
+    // A worker on another node claims the job and dies without a trace.
+    let now = q.clock.now();
+    let request = objectos_engine::store::ClaimRequest {
+        now,
+        limit: 1,
+        exclude: vec![],
+        owner: "node-that-died".into(),
+        lease_until: now + Duration::seconds(30),
+    };
+    assert_eq!(q.queue.store().claim(request).await.unwrap().len(), 1);
+    q.start();
+    assert!(q.queue.rescue_lapsed().await.unwrap().is_empty(), "the lease has not lapsed yet");
+    q.clock.advance(Duration::seconds(31));
+    assert_eq!(q.queue.rescue_lapsed().await.unwrap().len(), 1);
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Completed, 2));
+    assert_eq!(job.attempt_log[0].outcome, "lease-expired");
+    let events = q.events_of(&id).await;
+    assert_eq!(
+        event_kinds(&events),
+        ["job.enqueued", "job.started", "job.rescued", "job.started", "job.completed"]
+    );
+    check_path(&events).unwrap();
+}
+
+#[tokio::test]
+async fn a_starting_pool_takes_back_jobs_its_node_left_running() {
+    let q = memory_queue(QueueConfig { node_id: "node-7".into(), ..Default::default() }).await;
+    let id = q.enqueue(NewJob::new("noop", json!(1))).await;
+    let now = q.clock.now();
+    let request = objectos_engine::store::ClaimRequest {
+        now,
+        limit: 1,
+        exclude: vec![],
+        owner: "node-7".into(),
+        lease_until: now + Duration::hours(1),
+    };
+    q.queue.store().claim(request).await.unwrap();
+    // The previous run of node-7 is gone: no need to wait out the lease.
+    let workers = q.queue.start();
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Completed, 2));
+    workers.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish_within_the_grace() {
+    let q = memory_queue(QueueConfig::default()).await;
+    let id = q.enqueue(hostile("sleep:200")).await;
+    let workers = q.queue.start();
+    q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
+    // The manual clock never reaches the deadline: only finishing ends the wait.
+    let report = workers.shutdown(Some(std::time::Duration::from_secs(60))).await;
+    assert_eq!((report.in_flight, report.released), (1, 0));
+    assert_eq!(q.queue.get(&id).await.unwrap().status, JobStatus::Completed);
+}
+
+#[tokio::test]
+async fn shutdown_past_the_grace_releases_running_jobs_to_run_again() {
+    let q = memory_queue(QueueConfig::default()).await;
+    let id =
+        q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await;
+    let workers = q.queue.start();
+    q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
+    let report = workers.shutdown(Some(std::time::Duration::ZERO)).await;
+    assert_eq!((report.in_flight, report.released), (1, 1));
+    let job = q.queue.get(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0), "given back uncharged");
+    assert_eq!(event_kinds(&q.events_of(&id).await), ["job.enqueued", "job.started", "job.released"]);
+    // The next start runs it again.
+    let workers = q.queue.start();
+    q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
+    q.queue.cancel(&id).await.unwrap();
+    assert_eq!(q.queue.wait_final(&id).await.unwrap().attempts, 1);
+    workers.stop().await;
+    check_path(&q.events_of(&id).await).unwrap();
+}
+
+#[tokio::test]
+async fn finished_jobs_are_pruned_after_their_retention() {
+    let retention = objectos_engine::queue::Retention {
+        completed: Some(std::time::Duration::from_secs(3600)),
+        cancelled: None,
+        failed: Some(std::time::Duration::from_secs(7200)),
+    };
+    let mut q = memory_queue(QueueConfig { max_retries: 0, retention, ..Default::default() }).await;
+    let done = q.enqueue(NewJob::new("noop", json!(1))).await;
+    let failed = q.enqueue(hostile("fatal:no")).await;
+    let cancelled =
+        q.enqueue(NewJob { run_at: Some(q.clock.now() + Duration::hours(9)), ..hostile("runs") }).await;
+    q.queue.cancel(&cancelled).await.unwrap();
+    q.start();
+    q.queue.wait_final(&done).await.unwrap();
+    q.queue.wait_final(&failed).await.unwrap();
+    assert_eq!(q.queue.prune_finished().await.unwrap(), 0, "nothing is old enough yet");
+    q.clock.advance(Duration::minutes(61));
+    assert_eq!(q.queue.prune_finished().await.unwrap(), 1);
+    assert!(matches!(q.queue.get(&done).await, Err(QueueError::NotFound(_))));
+    q.clock.advance(Duration::hours(2));
+    assert_eq!(q.queue.prune_finished().await.unwrap(), 1);
+    assert!(q.queue.get(&cancelled).await.is_ok(), "cancelled jobs are kept for ever here");
+}
