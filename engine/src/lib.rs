@@ -31,11 +31,15 @@
 //! - [`jobs::lifecycle`]: every status change and the event it emits.
 //! - [`registry::Registry`]: handlers by name, versions by sha256, compiled
 //!   code cached on disk.
+//! - [`node::Node`]: one engine process on the embedded database, built
+//!   from a [`config::EngineConfig`] (`objectos serve`).
 
 pub mod clock;
+pub mod config;
 pub mod digest;
 pub mod jobs;
 pub mod local;
+pub mod node;
 pub mod principal;
 pub mod queue;
 pub mod registry;

@@ -5,4 +5,5 @@
 mod cli_run;
 mod examples;
 mod guest_sdk;
+mod serve;
 mod support;

@@ -2,6 +2,7 @@
 //! its children parse user input from the terminal.
 
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -21,11 +22,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the chosen command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::serve(args),
     }
 }

@@ -460,6 +460,11 @@ impl Queue {
         Ok((self.inner.store.counts().await?, self.inner.stats.snapshot()))
     }
 
+    /// Jobs running in this process now.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Attempts finished in this process since it started (cheap: no store access).
     pub fn attempts_finished(&self) -> u64 {
         self.inner.stats.attempts()

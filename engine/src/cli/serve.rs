@@ -1,0 +1,106 @@
+//! `objectos serve`: the engine as a long-running process on the embedded
+//! database. Runs the workers until SIGINT or SIGTERM, then shuts down
+//! gracefully: no new claims, running jobs get `workers.shutdownGrace` to
+//! finish, and whatever still runs is released to run again.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use objectos_engine::config::{ENV_VARS, EngineConfig, LogFormat};
+use objectos_engine::node::Node;
+
+/// Run the engine: workers, leases, retention, on the embedded SQLite database.
+#[derive(Debug, Args)]
+#[command(after_help = serve_help())]
+pub struct ServeArgs {
+    /// A YAML config file (see the README for every key).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the database and compiled-code cache live (default ./objectos-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log as readable lines or as JSON objects.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn serve_help() -> String {
+    let vars: Vec<String> = ENV_VARS.iter().map(|(name, key)| format!("  {name:<26} {key}")).collect();
+    format!(
+        "Examples:\n  objectos serve\n  objectos serve --config objectos.yaml --data-dir /var/lib/objectos\n  \
+         OBJECTOS_CONCURRENCY=32 objectos serve --log-format json\n\n\
+         Environment (overrides the config file; flags override both):\n{}",
+        vars.join("\n")
+    )
+}
+
+/// Loads the settings: defaults, file, environment, flags.
+fn settings(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
+    let mut config = match &args.config {
+        Some(path) => EngineConfig::from_file(path)?,
+        None => EngineConfig::default(),
+    };
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+fn init_logging(config: &EngineConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log level `{}`", config.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log.format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = settings(&args)?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let grace = config.workers.shutdown_grace;
+        let node = Node::open(config)?;
+        tracing::info!(
+            data_dir = %node.config.data_dir.display(),
+            node = %node.config.node_id,
+            concurrency = node.config.workers.concurrency,
+            "objectos is serving; stop with Ctrl-C or SIGTERM"
+        );
+        let workers = node.queue.start();
+        let signal = stop_signal().await?;
+        let running = node.queue.running_count();
+        tracing::info!(signal, running, grace_ms = grace.as_millis() as u64, "shutting down");
+        let report = workers.shutdown(Some(grace)).await;
+        tracing::info!(
+            finished = report.in_flight - report.released,
+            released = report.released,
+            "stopped; released jobs run again on the next start"
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,409 @@
+//! The engine's settings for `objectos serve`: defaults, then a YAML file,
+//! then environment variables, then command-line flags, each overriding the
+//! one before.
+//!
+//! Durations are written as milliseconds (`30000`) or with a unit (`500ms`,
+//! `30s`, `15m`, `24h`, `7d`); a retention of `null` keeps jobs for ever.
+//! Unknown keys and wrong types are errors naming the line, never ignored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+use crate::queue::{QueueConfig, Retention};
+use crate::sandbox::Limits;
+use crate::store::sqlite::Durability;
+
+/// A setting that could not be read.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// An environment variable holds a bad value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Everything `objectos serve` can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Where the database, compiled-code cache and lock file live.
+    /// Default `./objectos-data`.
+    pub data_dir: PathBuf,
+    /// This node's name on leases; unique per node sharing a database.
+    pub node_id: String,
+    /// `full` (default: every commit survives power loss) or `normal`
+    /// (survives a crash of the process).
+    pub durability: DurabilitySetting,
+    /// The worker pool.
+    pub workers: WorkersConfig,
+    /// Defaults for jobs that do not say.
+    pub jobs: JobDefaults,
+    /// How long finished jobs are kept.
+    pub retention: RetentionConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// SQLite's commit durability, as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilitySetting {
+    /// fsync on every commit.
+    #[default]
+    Full,
+    /// fsync at checkpoints only.
+    Normal,
+}
+
+/// The worker pool's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Jobs running at once. Default 16.
+    pub concurrency: usize,
+    /// Per-handler caps.
+    pub handler_concurrency: HashMap<String, usize>,
+    /// Lease length; renewed every third of it. Default 30 s.
+    #[serde(deserialize_with = "span")]
+    pub lease: Duration,
+    /// How long a shutdown lets running jobs finish before releasing them.
+    /// Default 30 s.
+    #[serde(deserialize_with = "span")]
+    pub shutdown_grace: Duration,
+    /// How often to look for jobs other processes enqueued. Default 1 s.
+    #[serde(deserialize_with = "span")]
+    pub poll_interval: Duration,
+    /// How often to rescue lapsed leases and prune. Default 10 s.
+    #[serde(deserialize_with = "span")]
+    pub maintenance_interval: Duration,
+}
+
+/// Defaults for jobs that do not set their own.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct JobDefaults {
+    /// Default 3.
+    pub max_retries: u32,
+    /// Wall-clock timeout. Default 60 s.
+    #[serde(deserialize_with = "span")]
+    pub timeout: Duration,
+    /// Fuel budget. Default 10 billion.
+    pub fuel: u64,
+    /// Memory limit in bytes. Default 128 MiB.
+    pub memory: u64,
+    /// Largest input accepted, in bytes. Default 1 MiB.
+    pub max_input_bytes: usize,
+}
+
+/// Retention per final status; `null` keeps for ever.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Default 24 h.
+    #[serde(deserialize_with = "optional_span")]
+    pub completed: Option<Duration>,
+    /// Default 24 h.
+    #[serde(deserialize_with = "optional_span")]
+    pub cancelled: Option<Duration>,
+    /// Default 7 d.
+    #[serde(deserialize_with = "optional_span")]
+    pub failed: Option<Duration>,
+}
+
+/// How the engine logs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `objectos_engine=debug`. Default `info`.
+    pub level: String,
+}
+
+/// The log's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// JSON objects, one per line.
+    Json,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("objectos-data"),
+            node_id: "node-1".into(),
+            durability: DurabilitySetting::Full,
+            workers: WorkersConfig::default(),
+            jobs: JobDefaults::default(),
+            retention: RetentionConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        let queue = QueueConfig::default();
+        Self {
+            concurrency: queue.concurrency,
+            handler_concurrency: HashMap::new(),
+            lease: queue.lease,
+            shutdown_grace: Duration::from_secs(30),
+            poll_interval: queue.poll_interval,
+            maintenance_interval: queue.maintenance_interval,
+        }
+    }
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        let queue = QueueConfig::default();
+        Self {
+            max_retries: queue.max_retries,
+            timeout: queue.limits.timeout,
+            fuel: queue.limits.fuel,
+            memory: queue.limits.memory,
+            max_input_bytes: queue.max_input_bytes,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let retention = Retention::default();
+        Self { completed: retention.completed, cancelled: retention.cancelled, failed: retention.failed }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+/// The environment variables read, and what each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("OBJECTOS_DATA_DIR", "dataDir"),
+    ("OBJECTOS_NODE_ID", "nodeId"),
+    ("OBJECTOS_DURABILITY", "durability (full | normal)"),
+    ("OBJECTOS_CONCURRENCY", "workers.concurrency"),
+    ("OBJECTOS_SHUTDOWN_GRACE", "workers.shutdownGrace"),
+    ("OBJECTOS_LOG_FORMAT", "log.format (human | json)"),
+    ("OBJECTOS_LOG", "log.level"),
+];
+
+impl EngineConfig {
+    /// Reads a YAML config file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let file_error = |message: String| ConfigError::File { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        Self::from_yaml(&text).map_err(file_error)
+    }
+
+    /// Parses YAML text over the defaults; an empty text is all defaults.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_norway::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies the environment variables of [`ENV_VARS`] that `lookup` finds.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env { name, message: e.to_string() })
+        }
+        let env = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+        if let Some((_, v)) = env("OBJECTOS_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some((_, v)) = env("OBJECTOS_NODE_ID") {
+            self.node_id = v;
+        }
+        if let Some((name, v)) = env("OBJECTOS_DURABILITY") {
+            self.durability = match v.as_str() {
+                "full" => DurabilitySetting::Full,
+                "normal" => DurabilitySetting::Normal,
+                _ => return Err(ConfigError::Env { name, message: format!("`{v}` is not full or normal") }),
+            };
+        }
+        if let Some((name, v)) = env("OBJECTOS_CONCURRENCY") {
+            self.workers.concurrency = parsed(name, &v)?;
+        }
+        if let Some((name, v)) = env("OBJECTOS_SHUTDOWN_GRACE") {
+            self.workers.shutdown_grace =
+                parse_span(&v).map_err(|message| ConfigError::Env { name, message })?;
+        }
+        if let Some((name, v)) = env("OBJECTOS_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => return Err(ConfigError::Env { name, message: format!("`{v}` is not human or json") }),
+            };
+        }
+        if let Some((_, v)) = env("OBJECTOS_LOG") {
+            self.log.level = v;
+        }
+        self.validate().map_err(|message| ConfigError::Env { name: "OBJECTOS_*", message })
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers.concurrency == 0 {
+            return Err("workers.concurrency must be at least 1".into());
+        }
+        if self.workers.lease < Duration::from_secs(1) {
+            return Err("workers.lease must be at least 1s".into());
+        }
+        if self.node_id.is_empty() {
+            return Err("nodeId must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("objectos.db")
+    }
+
+    /// The queue's settings.
+    pub fn queue_config(&self) -> QueueConfig {
+        let defaults = QueueConfig::default();
+        QueueConfig {
+            concurrency: self.workers.concurrency,
+            handler_concurrency: self.workers.handler_concurrency.clone(),
+            max_retries: self.jobs.max_retries,
+            limits: Limits {
+                timeout: self.jobs.timeout,
+                fuel: self.jobs.fuel,
+                memory: self.jobs.memory,
+                ..defaults.limits
+            },
+            max_input_bytes: self.jobs.max_input_bytes,
+            lease: self.workers.lease,
+            node_id: self.node_id.clone(),
+            poll_interval: self.workers.poll_interval,
+            maintenance_interval: self.workers.maintenance_interval,
+            retention: Retention {
+                completed: self.retention.completed,
+                cancelled: self.retention.cancelled,
+                failed: self.retention.failed,
+            },
+            ..defaults
+        }
+    }
+
+    /// SQLite durability.
+    pub fn durability(&self) -> Durability {
+        match self.durability {
+            DurabilitySetting::Full => Durability::Full,
+            DurabilitySetting::Normal => Durability::Normal,
+        }
+    }
+}
+
+/// Parses `30000`, `500ms`, `30s`, `15m`, `24h` or `7d`.
+pub fn parse_span(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration such as 30s or 500ms"))?;
+    let ms = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("`{other}` is not a unit: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_millis(number.saturating_mul(ms)))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpanText {
+    Millis(u64),
+    Text(String),
+}
+
+fn span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    match SpanText::deserialize(deserializer)? {
+        SpanText::Millis(ms) => Ok(Duration::from_millis(ms)),
+        SpanText::Text(text) => parse_span(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+fn optional_span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    Option::<SpanText>::deserialize(deserializer)?
+        .map(|span| match span {
+            SpanText::Millis(ms) => Ok(Duration::from_millis(ms)),
+            SpanText::Text(text) => parse_span(&text).map_err(serde::de::Error::custom),
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let mut config = EngineConfig::from_yaml(
+            "dataDir: /srv/objectos\nworkers:\n  concurrency: 4\n  shutdownGrace: 2m\n\
+             retention:\n  completed: 1h\n  failed: null\nlog:\n  format: json\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/objectos"));
+        assert_eq!(config.workers.concurrency, 4);
+        assert_eq!(config.workers.shutdown_grace, Duration::from_secs(120));
+        assert_eq!(config.workers.lease, Duration::from_secs(30), "unset keys keep their default");
+        assert_eq!(config.retention.completed, Some(Duration::from_secs(3600)));
+        assert_eq!(config.retention.failed, None, "null keeps for ever");
+        assert_eq!(config.log.format, LogFormat::Json);
+        let env: HashMap<&str, &str> =
+            [("OBJECTOS_CONCURRENCY", "9"), ("OBJECTOS_LOG_FORMAT", "human")].into();
+        config.apply_env(|name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!((config.workers.concurrency, config.log.format), (9, LogFormat::Human));
+        assert_eq!(config.queue_config().retention.completed, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_say_where() {
+        let unknown = EngineConfig::from_yaml("workers:\n  concurency: 4\n").unwrap_err();
+        assert!(unknown.contains("concurency") && unknown.contains("line 2"), "{unknown}");
+        let wrong_type = EngineConfig::from_yaml("workers:\n  concurrency: lots\n").unwrap_err();
+        assert!(wrong_type.contains("line 2"), "{wrong_type}");
+        let bad_unit = EngineConfig::from_yaml("workers:\n  lease: 3 weeks\n").unwrap_err();
+        assert!(bad_unit.contains("unit"), "{bad_unit}");
+        let mut config = EngineConfig::default();
+        let zero = config.apply_env(|name| (name == "OBJECTOS_CONCURRENCY").then(|| "0".into())).unwrap_err();
+        assert!(zero.to_string().contains("at least 1"), "{zero}");
+        let nan = config.apply_env(|name| (name == "OBJECTOS_CONCURRENCY").then(|| "x".into())).unwrap_err();
+        assert!(nan.to_string().contains("OBJECTOS_CONCURRENCY"), "{nan}");
+        assert!(EngineConfig::from_yaml("").unwrap() == EngineConfig::default());
+    }
+}

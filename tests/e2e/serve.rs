@@ -1,0 +1,170 @@
+//! `objectos serve` as an operator runs it: a kill -9 in the middle of a
+//! run loses no job, and SIGTERM shuts down cleanly.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use objectos_engine::clock::SystemClock;
+use objectos_engine::jobs::{EventType, JobQuery, JobStatus, NewJob};
+use objectos_engine::principal::Principal;
+use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
+use objectos_engine::registry::Registry;
+use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
+use objectos_engine::store::{SqliteStore, Store, sqlite::Durability};
+use serde_json::json;
+
+use crate::support::objectos;
+
+const JOBS: usize = 2000;
+const CONCURRENCY: usize = 8;
+
+fn spawn_serve(data_dir: &Path, log: &Path) -> Child {
+    objectos()
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .env("OBJECTOS_CONCURRENCY", CONCURRENCY.to_string())
+        .env("OBJECTOS_SHUTDOWN_GRACE", "10s")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("objectos serve starts")
+}
+
+/// Waits until `done` holds for the job counts, or panics after `limit`.
+async fn wait_for(
+    store: &dyn Store,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&HashMap<String, u64>) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        let counts = store.counts().await.unwrap().by_status.into_iter().collect();
+        if done(&counts) {
+            return;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn completed(counts: &HashMap<String, u64>) -> u64 {
+    counts.get("completed").copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // Enqueue through the library into the database `serve` will use.
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(data_dir.join("objectos.db"), Durability::Full).unwrap());
+    let sandbox = Arc::new(Sandbox::new(&SandboxConfig::new()).unwrap());
+    let clock = Arc::new(SystemClock);
+    let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
+    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
+    let queue = Queue::new(QueueParts {
+        store: store.clone(),
+        registry,
+        sandbox,
+        clock,
+        policy: Arc::new(AllowAll),
+        services: Services::in_memory(),
+        config: QueueConfig::default(),
+    });
+    let jobs = (0..JOBS).map(|_| NewJob::new("hostile", json!("sleep:5"))).collect();
+    queue.enqueue_batch(&Principal::new("ops", &["admin"]), jobs).await.unwrap();
+
+    let mut first = spawn_serve(&data_dir, &dir.path().join("first.log"));
+    wait_for(&*store, Duration::from_secs(120), "a fifth of the jobs", |c| completed(c) >= JOBS as u64 / 5)
+        .await;
+    first.kill().unwrap(); // SIGKILL: no shutdown, leases left behind
+    first.wait().unwrap();
+    let at_kill = store.counts().await.unwrap();
+    let running_at_kill = at_kill.by_status.get("running").copied().unwrap_or(0);
+    assert!(completed(&at_kill.by_status.clone().into_iter().collect()) < JOBS as u64, "killed mid-run");
+
+    let restarted_at = chrono::Utc::now();
+    let mut second = spawn_serve(&data_dir, &dir.path().join("second.log"));
+    wait_for(&*store, Duration::from_secs(180), "every job", |c| completed(c) == JOBS as u64).await;
+
+    // Every job completed exactly once; only jobs in flight at the kill ran twice.
+    let mut all = Vec::new();
+    loop {
+        let query = JobQuery { skip: all.len() as u64, limit: Some(1000), ..Default::default() };
+        let page = store.list(&query).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    assert_eq!(all.len(), JOBS);
+    let events = store.events(0, 100_000).await.unwrap();
+    let rescued: Vec<&str> =
+        events.iter().filter(|e| e.event == EventType::Rescued).map(|e| e.job_id.as_str()).collect();
+    for job in &all {
+        assert_eq!(job.status, JobStatus::Completed, "{}", job.id);
+        let completions =
+            events.iter().filter(|e| e.job_id == job.id && e.event == EventType::Completed).count();
+        assert_eq!(completions, 1, "{} completed once", job.id);
+        if job.attempts > 1 {
+            assert!(rescued.contains(&job.id.as_str()), "{} ran twice without being in flight", job.id);
+        }
+    }
+    assert_eq!(rescued.len() as u64, running_at_kill, "exactly the jobs running at the kill were rescued");
+    assert!(rescued.len() <= CONCURRENCY);
+    let recovered = events
+        .iter()
+        .filter(|e| e.event == EventType::Started && e.attempt == 2 && rescued.contains(&e.job_id.as_str()))
+        .map(|e| e.at)
+        .min();
+    if let Some(recovered) = recovered {
+        eprintln!(
+            "recovery: {} jobs rescued; first rescued job started {} ms after the restart",
+            rescued.len(),
+            (recovered - restarted_at).num_milliseconds()
+        );
+    }
+
+    // SIGTERM: a clean exit.
+    let status =
+        std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = second.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}\n{log}");
+    assert!(log.contains("shutting down") && log.contains("took back jobs left running"), "{log}");
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = spawn_serve(dir.path(), &dir.path().join("first.log"));
+    // Wait until the first holds the lock (its database exists once it does).
+    let started = Instant::now();
+    while !dir.path().join("objectos.db").exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = objectos().args(["serve", "--data-dir"]).arg(dir.path()).output().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another objectos process"));
+}
+
+#[test]
+fn a_bad_config_file_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("objectos.yaml");
+    std::fs::write(&config, "workers:\n  concurrency: 4\n  lease: forever\n").unwrap();
+    let out = objectos().args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("objectos.yaml") && stderr.contains("`forever`") && stderr.contains("line "),
+        "{stderr}"
+    );
+}
