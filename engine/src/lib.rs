@@ -37,6 +37,7 @@
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod examples;
 pub mod jobs;
 pub mod local;
 pub mod node;

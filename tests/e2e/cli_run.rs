@@ -30,7 +30,7 @@ fn hostile(action: &str, flags: &[&str]) -> (i32, String, String) {
 #[test]
 fn completed_prints_result_log_and_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = write_file(dir.path(), "template.wasm", objectos_test_guests::TEMPLATE);
+    let wasm = write_file(dir.path(), "template.wasm", objectos_engine::examples::TEMPLATE);
     let out = run(&[wasm.to_str().unwrap(), "--data", r#"{"name":"Ada"}"#]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -108,7 +108,7 @@ fn records_file_write_back_and_artifacts_folder() {
     let dir = tempfile::tempdir().unwrap();
     let records =
         write_file(dir.path(), "records.json", br#"{"contacts": [{"name": "Ada", "status": "open"}]}"#);
-    let summary = write_file(dir.path(), "summary.wasm", objectos_test_guests::CONTACTS_SUMMARY);
+    let summary = write_file(dir.path(), "summary.wasm", objectos_engine::examples::CONTACTS_SUMMARY);
     let data = r#"{"object":"contacts","mark":true}"#;
     let path = records.to_str().unwrap();
 
@@ -123,7 +123,7 @@ fn records_file_write_back_and_artifacts_folder() {
     assert_eq!(saved["contacts"][0]["reviewed"], true);
     assert_eq!(saved["contacts"][0]["id"], "contacts-1");
 
-    let export = write_file(dir.path(), "export.wasm", objectos_test_guests::CSV_EXPORT);
+    let export = write_file(dir.path(), "export.wasm", objectos_engine::examples::CSV_EXPORT);
     let out_dir = dir.path().join("out");
     let out = run(&[
         export.to_str().unwrap(),
@@ -147,4 +147,26 @@ fn a_crate_directory_is_built_then_run() {
         run(&[repo().join("guest-sdk/examples/template").to_str().unwrap(), "--data", r#"{"name":"Ada"}"#]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("hello, Ada!"));
+}
+
+#[test]
+fn the_demo_shows_the_queue_at_work_and_exits_0() {
+    let out = objectos().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for shown in [
+        "cancelled",
+        "timeout after",
+        "handler-error after",
+        "succeededOnAttempt",
+        "Stats: 1 cancelled, 5 completed, 1 failed",
+    ] {
+        assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
+    }
+    // Critical jobs start first, the low-priority one last.
+    let table = stdout.split("What happened").nth(1).unwrap();
+    let rows: Vec<&str> =
+        table.lines().filter(|l| l.contains(" completed ") || l.contains(" cancelled ")).collect();
+    assert!(rows.first().unwrap().contains("critical"), "{table}");
+    assert!(rows.last().unwrap().contains("low"), "{table}");
 }

@@ -17,7 +17,7 @@ fn contacts() -> Services {
 #[tokio::test]
 async fn template_greets() {
     let outcome =
-        run_with(objectos_test_guests::TEMPLATE, &json!({"name": "Ada", "times": 2}), &contacts()).await;
+        run_with(objectos_engine::examples::TEMPLATE, &json!({"name": "Ada", "times": 2}), &contacts()).await;
     assert_eq!(completed(&outcome), json!({"greetings": ["hello, Ada!", "hello, Ada!"]}));
     assert_eq!(outcome.progress.unwrap().percent, 100);
     let messages: Vec<_> = outcome.log.lines.iter().map(|l| l.message.as_str()).collect();
@@ -26,12 +26,12 @@ async fn template_greets() {
 
 #[tokio::test]
 async fn template_refuses_bad_input() {
-    let outcome = run_with(objectos_test_guests::TEMPLATE, &json!({"name": " "}), &contacts()).await;
+    let outcome = run_with(objectos_engine::examples::TEMPLATE, &json!({"name": " "}), &contacts()).await;
     assert_eq!(
         outcome.kind,
         OutcomeKind::HandlerError { retryable: false, message: "`name` must not be empty".into() }
     );
-    let unknown = run_with(objectos_test_guests::TEMPLATE, &json!({"nam": "Ada"}), &contacts()).await;
+    let unknown = run_with(objectos_engine::examples::TEMPLATE, &json!({"nam": "Ada"}), &contacts()).await;
     let OutcomeKind::HandlerError { message, .. } = unknown.kind else { panic!() };
     assert!(message.contains("unknown field `nam`"), "{message}");
 }
@@ -40,7 +40,7 @@ async fn template_refuses_bad_input() {
 async fn contacts_summary_counts_and_marks() {
     let services = contacts();
     let outcome = run_with(
-        objectos_test_guests::CONTACTS_SUMMARY,
+        objectos_engine::examples::CONTACTS_SUMMARY,
         &json!({"object": "contacts", "mark": true}),
         &services,
     )
@@ -57,7 +57,7 @@ async fn csv_export_streams_an_rfc4180_artifact() {
     let artifacts = MemoryArtifacts::new();
     let services = Services { records: Arc::new(records), artifacts: Arc::new(artifacts.clone()) };
     let input = json!({"object": "contacts", "fields": ["name", "email"]});
-    let out = completed(&run_with(objectos_test_guests::CSV_EXPORT, &input, &services).await);
+    let out = completed(&run_with(objectos_engine::examples::CSV_EXPORT, &input, &services).await);
     assert_eq!(out["rows"], 4);
     let (info, bytes) = &artifacts.all()[0];
     assert_eq!(info.name, "contacts.csv");

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. Only this module and
 //! its children parse user input from the terminal.
 
+mod demo;
 mod run;
 mod serve;
 
@@ -21,6 +22,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Serve(serve::ServeArgs),
 }
@@ -28,6 +30,7 @@ enum Command {
 /// Runs the chosen command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => demo::demo(args),
         Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::serve(args),
     }
