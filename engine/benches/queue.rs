@@ -5,7 +5,9 @@
 //! Run with `cargo bench -p objectos-engine --bench queue`. Set `JOBS`
 //! (default 100000), `ROUNDS` (default 3), `CONCURRENCY` (default 64) and
 //! `BACKEND` (`in-memory` or `sqlite`, a prefix of the names printed; default
-//! all) to change the run.
+//! all) to change the run. `PRUNE_EVERY_MS=N` keeps completed jobs for no
+//! time and runs the maintenance task (rescue and retention pruning) every
+//! N ms during the drain, to measure the queue with retention at work.
 //! Prints the median of the rounds: the enqueue rate, the drain rate (from
 //! starting the workers on the full queue until the last job is recorded),
 //! and the two phases end to end.
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
+use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts, Retention};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
 use objectos_engine::store::{MemoryStore, SqliteStore, Store, sqlite::Durability};
@@ -42,7 +44,13 @@ struct Rates {
 
 /// Enqueues `jobs` no-op jobs in batches, then starts the workers and waits
 /// until every job has finished.
-async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concurrency: usize) -> Rates {
+async fn round(
+    sandbox: Arc<Sandbox>,
+    store: Arc<dyn Store>,
+    jobs: usize,
+    concurrency: usize,
+    prune_every: Option<Duration>,
+) -> Rates {
     let clock = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
     registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
@@ -53,7 +61,15 @@ async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concur
         clock,
         policy: Arc::new(AllowAll),
         services: Services::in_memory(),
-        config: QueueConfig { concurrency, ..Default::default() },
+        config: match prune_every {
+            None => QueueConfig { concurrency, ..Default::default() },
+            Some(every) => QueueConfig {
+                concurrency,
+                maintenance_interval: every,
+                retention: Retention { completed: Some(Duration::ZERO), ..Default::default() },
+                ..Default::default()
+            },
+        },
     });
     let caller = Principal::new("bench", &["admin"]);
 
@@ -74,7 +90,12 @@ async fn round(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, jobs: usize, concur
     let total = started.elapsed();
     workers.stop().await;
     let (counts, _) = queue.stats().await.unwrap();
-    assert_eq!(counts.by_status.get("completed").copied().unwrap_or(0) as usize, jobs);
+    let completed = counts.by_status.get("completed").copied().unwrap_or(0) as usize;
+    if prune_every.is_none() {
+        assert_eq!(completed, jobs);
+    } else {
+        println!("  pruned during the drain: {} of {jobs} jobs", jobs - completed);
+    }
     let rate = |took: Duration| jobs as f64 / took.as_secs_f64();
     Rates { enqueue: rate(enqueued), drain: rate(drained), end_to_end: rate(total) }
 }
@@ -83,6 +104,8 @@ fn main() {
     let jobs = env("JOBS", 100_000);
     let rounds = env("ROUNDS", 3);
     let concurrency = env("CONCURRENCY", 64);
+    let prune_every =
+        std::env::var("PRUNE_EVERY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut config = SandboxConfig::new();
     config.max_concurrent_jobs(concurrency as u32);
@@ -104,7 +127,7 @@ fn main() {
             let mut results = Vec::new();
             for _ in 0..rounds {
                 let dir = tempfile::tempdir().unwrap();
-                results.push(round(sandbox.clone(), make(&dir), jobs, concurrency).await);
+                results.push(round(sandbox.clone(), make(&dir), jobs, concurrency, prune_every).await);
             }
             let median_of = |f: fn(&Rates) -> f64| median(results.iter().map(f).collect());
             println!(

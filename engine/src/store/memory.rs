@@ -231,7 +231,6 @@ impl Store for MemoryStore {
                 FinishKind::Release => {
                     job.status = JobStatus::Pending;
                     job.attempts -= 1;
-                    job.run_at = now;
                 }
             }
             let status = job.status;
@@ -315,9 +314,9 @@ impl Store for MemoryStore {
             let attempt = lost_attempt(job, now);
             job.error = attempt.error.clone();
             job.attempt_log.push(attempt.clone());
+            // It keeps its `run_at`: back to the front of its priority.
             let transition = if job.attempts < job.max_attempts() {
                 job.status = JobStatus::Retrying;
-                job.run_at = now;
                 Transition::Rescue
             } else {
                 job.status = JobStatus::Failed;

@@ -595,22 +595,18 @@ fn lease_refused(conn: &Connection, id: &str) -> Result<StoreError, StoreError> 
     Ok(if exists { StoreError::LeaseLost(id.to_string()) } else { StoreError::NotFound(id.to_string()) })
 }
 
-/// Gives a running job back uncharged: waiting again now, its attempt not
-/// counted or recorded (the `job.released` event is).
+/// Gives a running job back uncharged: waiting again with its old `run_at`
+/// (at the front of its priority), its attempt not counted or recorded (the
+/// `job.released` event is).
 fn release_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<JobStatus, StoreError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_at = ?3,
-             progress = coalesce(?4, progress), lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
+            "UPDATE jobs SET status = 'pending', attempts = attempts - 1,
+             progress = coalesce(?3, progress), lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
              WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![
-                finish.job_id,
-                finish.lease_token as i64,
-                millis(now),
-                finish.progress.as_ref().map(json)
-            ])
+            stmt.execute(params![finish.job_id, finish.lease_token as i64, finish.progress.as_ref().map(json)])
         })
         .map_err(backend)?;
     if changed == 0 {
@@ -634,20 +630,22 @@ fn rescue_one(
         .and_then(|mut stmt| stmt.query_row([seq], job_from_row))
         .map_err(backend)?;
     let attempt = lost_attempt(&job, now);
-    let (transition, run_at, failed_at) = if job.attempts < job.max_attempts() {
-        (Transition::Rescue, millis(now), None)
+    // A rescued job keeps its `run_at` (it was due when claimed), so it
+    // goes back to the front of its priority rather than behind the queue.
+    let (transition, failed_at) = if job.attempts < job.max_attempts() {
+        (Transition::Rescue, None)
     } else {
-        (Transition::Fail, millis(job.run_at), Some(millis(now)))
+        (Transition::Fail, Some(millis(now)))
     };
     let status = transition.to();
     conn.prepare_cached(
-        "UPDATE jobs SET status = ?2, run_at = ?3, failed_at = ?4, error = ?5,
-         attempt_log = json_insert(attempt_log, '$[#]', json(?6)),
+        "UPDATE jobs SET status = ?2, failed_at = ?3, error = ?4,
+         attempt_log = json_insert(attempt_log, '$[#]', json(?5)),
          lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
          WHERE seq = ?1",
     )
     .and_then(|mut stmt| {
-        stmt.execute(params![seq, status.as_str(), run_at, failed_at, attempt.error, json(&attempt)])
+        stmt.execute(params![seq, status.as_str(), failed_at, attempt.error, json(&attempt)])
     })
     .map_err(backend)?;
     let data = serde_json::json!({"outcome": attempt.outcome, "error": attempt.error, "owner": owner});

@@ -337,7 +337,8 @@ pub async fn lapsed_leases_are_rescued_and_the_stale_worker_is_fenced_off(store:
     let rescued = store.rescue(rescue_at(later, None)).await.unwrap();
     assert_eq!(rescued, [Rescued { job_id: "r".into(), status: JobStatus::Retrying }]);
     let job = store.get("r").await.unwrap().unwrap();
-    assert_eq!((job.status, job.attempts, job.run_at), (JobStatus::Retrying, 1, later));
+    assert_eq!((job.status, job.attempts), (JobStatus::Retrying, 1));
+    assert_eq!(job.run_at, t0(), "it keeps its place in the queue");
     assert_eq!(job.attempt_log[0].outcome, "lease-expired");
     assert!(job.error.unwrap().contains("lease expired"));
     let second = store.claim(claim_request(later, 1)).await.unwrap().remove(0);
