@@ -45,4 +45,5 @@ pub mod principal;
 pub mod queue;
 pub mod registry;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | enqueue | — | pending | `job.enqueued` |
 //! | enqueue-delayed | — | scheduled | `job.enqueued` |
+//! | fire | — (a schedule fired) | pending | `job.scheduled` |
 //! | claim | pending, scheduled, retrying | running | `job.started` |
 //! | complete | running | completed | `job.completed` |
 //! | retry | running | retrying | `job.retried` |
@@ -28,6 +29,9 @@ pub enum EventType {
     /// The job was stored.
     #[serde(rename = "job.enqueued")]
     Enqueued,
+    /// A schedule fired and stored the job.
+    #[serde(rename = "job.scheduled")]
+    Scheduled,
     /// An attempt started.
     #[serde(rename = "job.started")]
     Started,
@@ -59,6 +63,7 @@ impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Enqueued => "job.enqueued",
+            EventType::Scheduled => "job.scheduled",
             EventType::Started => "job.started",
             EventType::Completed => "job.completed",
             EventType::Retried => "job.retried",
@@ -74,6 +79,7 @@ impl EventType {
     pub fn parse(name: &str) -> Option<Self> {
         [
             EventType::Enqueued,
+            EventType::Scheduled,
             EventType::Started,
             EventType::Completed,
             EventType::Retried,
@@ -95,6 +101,8 @@ pub enum Transition {
     Enqueue,
     /// A new job with a `runAt` in the future.
     EnqueueDelayed,
+    /// A new job enqueued by a schedule's fire.
+    Fire,
     /// A worker takes the job and starts an attempt.
     Claim,
     /// The attempt returned a result.
@@ -119,6 +127,7 @@ use JobStatus::*;
 pub const TRANSITIONS: &[(Transition, &[JobStatus], JobStatus, EventType)] = &[
     (Transition::Enqueue, &[], Pending, EventType::Enqueued),
     (Transition::EnqueueDelayed, &[], Scheduled, EventType::Enqueued),
+    (Transition::Fire, &[], Pending, EventType::Scheduled),
     (Transition::Claim, &[Pending, Scheduled, Retrying], Running, EventType::Started),
     (Transition::Complete, &[Running], Completed, EventType::Completed),
     (Transition::Retry, &[Running], Retrying, EventType::Retried),
@@ -129,6 +138,11 @@ pub const TRANSITIONS: &[(Transition, &[JobStatus], JobStatus, EventType)] = &[
 ];
 
 impl Transition {
+    /// The transition that stores a new `job` a caller enqueued.
+    pub fn enqueue(job: &super::model::Job) -> Self {
+        if job.status == Scheduled { Transition::EnqueueDelayed } else { Transition::Enqueue }
+    }
+
     fn row(self) -> &'static (Transition, &'static [JobStatus], JobStatus, EventType) {
         TRANSITIONS.iter().find(|row| row.0 == self).expect("every transition is in the table")
     }

@@ -300,6 +300,9 @@ pub struct Job {
     pub progress: Option<crate::sandbox::Progress>,
     /// Every finished attempt.
     pub attempt_log: Vec<Attempt>,
+    /// The schedule whose fire enqueued it.
+    #[serde(default)]
+    pub schedule_id: Option<String>,
 }
 
 impl Job {

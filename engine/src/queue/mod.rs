@@ -303,27 +303,63 @@ impl Queue {
     /// conflict refuses the batch and stores nothing.
     pub async fn enqueue_batch(&self, caller: &Principal, jobs: Vec<NewJob>) -> Result<Vec<Job>, QueueError> {
         let now = self.inner.clock.now();
-        let mut pinned: HashMap<String, (String, CapabilitySet)> = HashMap::new();
-        let mut inserts = Vec::with_capacity(jobs.len());
+        let inserts = self
+            .prepare_jobs(caller, jobs, now)
+            .await
+            .into_iter()
+            .map(|job| job.map(|job| JobInsert { job }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jobs = self.inner.store.enqueue(inserts, now).await?;
+        self.jobs_added();
+        Ok(jobs)
+    }
+
+    /// Validates and builds jobs as `caller` enqueueing them at `now`,
+    /// pinning each handler's current version (looked up once per name).
+    /// Each job succeeds or fails on its own; nothing is stored.
+    pub(crate) async fn prepare_jobs(
+        &self,
+        caller: &Principal,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Vec<Result<Job, QueueError>> {
+        let mut pinned: HashMap<String, Result<(String, CapabilitySet), String>> = HashMap::new();
+        let mut prepared = Vec::with_capacity(jobs.len());
         for (index, new) in jobs.into_iter().enumerate() {
             if !pinned.contains_key(&new.name) {
-                let record = match self.inner.registry.get(&new.name).await {
-                    Ok(record) => record,
-                    Err(RegistryError::Unknown(name)) => {
-                        return Err(QueueError::UnknownHandler { index, name });
+                let version = match self.inner.registry.get(&new.name).await {
+                    Ok(record) => match self.inner.registry.compiled(&record.sha256).await {
+                        Ok(compiled) => Ok((record.sha256, compiled.requested())),
+                        Err(error) => {
+                            prepared.push(Err(error.into()));
+                            continue;
+                        }
+                    },
+                    Err(RegistryError::Unknown(name)) => Err(name),
+                    Err(error) => {
+                        prepared.push(Err(error.into()));
+                        continue;
                     }
-                    Err(other) => return Err(other.into()),
                 };
-                let compiled = self.inner.registry.compiled(&record.sha256).await?;
-                pinned.insert(new.name.clone(), (record.sha256, compiled.requested()));
+                pinned.insert(new.name.clone(), version);
             }
-            let (sha256, requested) = pinned[&new.name].clone();
-            inserts.push(JobInsert { job: self.prepare(index, caller, new, sha256, requested, now)? });
+            prepared.push(match pinned[&new.name].clone() {
+                Ok((sha256, requested)) => self.prepare(index, caller, new, sha256, requested, now),
+                Err(name) => Err(QueueError::UnknownHandler { index, name }),
+            });
         }
-        let jobs = self.inner.store.enqueue(inserts, now).await?;
+        prepared
+    }
+
+    /// Wakes the workers for jobs just stored by this process.
+    pub(crate) fn jobs_added(&self) {
         self.inner.wake.notify_one();
         self.inner.bump();
-        Ok(jobs)
+    }
+
+    /// The clock the queue runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     fn prepare(
@@ -405,6 +441,7 @@ impl Queue {
             result: None,
             progress: None,
             attempt_log: Vec::new(),
+            schedule_id: None,
         })
     }
 

@@ -9,11 +9,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Lease, RescueRequest,
-    Rescued, Store, StoreError, event_for, finish_events, lost_attempt,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireAction, FireOutcome, HandlerRecord,
+    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change,
+    event_for, finish_events, fire_applies, fire_key, fired_event, lost_attempt, overlap_reason,
+    schedule_change_event, skipped_event,
 };
 use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
 use crate::sandbox::Progress;
+use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 type ReadyKey = (Reverse<i64>, i64, u64);
 
@@ -40,6 +43,10 @@ struct State {
     logs: HashMap<String, Vec<AttemptLog>>,
     handlers: BTreeMap<String, HandlerRecord>,
     versions: HashMap<String, Arc<Vec<u8>>>,
+    schedules: BTreeMap<String, Schedule>,
+    schedule_events: Vec<ScheduleEvent>,
+    /// Fire keys taken, with the job each enqueued.
+    fire_keys: HashMap<String, String>,
 }
 
 /// Jobs, events and handlers in process memory.
@@ -92,6 +99,60 @@ impl State {
         }
     }
 
+    fn emit_schedule(&mut self, mut event: ScheduleEvent) {
+        event.seq = self.schedule_events.len() as u64 + 1;
+        self.schedule_events.push(event);
+    }
+
+    /// Stores a new job (its unique key already checked) with its first event.
+    fn insert(&mut self, job: Job, event: JobEvent, now: DateTime<Utc>) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.emit(event);
+        if let Some(key) = &job.unique_key {
+            self.unique.insert(key.clone(), job.id.clone());
+        }
+        self.wait(seq, job.priority.rank(), job.run_at, now);
+        self.seq_of.insert(job.id.clone(), seq);
+        self.jobs.insert(seq, job);
+    }
+
+    fn is_active(&self, job_id: &str) -> bool {
+        self.seq_of.get(job_id).is_some_and(|seq| !self.jobs[seq].status.is_final())
+    }
+
+    fn fire(&mut self, fire: Fire) -> FireOutcome {
+        let Some(schedule) = self.schedules.get(&fire.schedule_id).filter(|s| fire_applies(Some(s), &fire))
+        else {
+            return FireOutcome::Stale;
+        };
+        let schedule = schedule.clone();
+        let overlapping = schedule.spec.overlap == crate::schedule::OverlapPolicy::Skip
+            && schedule.last_job_id.as_deref().is_some_and(|id| self.is_active(id));
+        let key = fire_key(&schedule.id, fire.due);
+        let job = match &fire.action {
+            FireAction::Skip(reason) => Err(reason.clone()),
+            FireAction::Run(_) if overlapping => Err(overlap_reason(schedule.last_job_id.as_deref())),
+            FireAction::Run(job) => match self.fire_keys.get(&key) {
+                Some(earlier) => Err(format!("already fired (job {earlier})")),
+                None => Ok(job.as_ref().clone()),
+            },
+        };
+        match job {
+            Err(reason) => {
+                self.emit_schedule(skipped_event(&schedule, &fire, &reason));
+                self.schedules.insert(schedule.id.clone(), advanced(&schedule, &fire, None));
+                FireOutcome::Skipped(reason)
+            }
+            Ok(job) => {
+                self.fire_keys.insert(key, job.id.clone());
+                self.insert(job.clone(), fired_event(&job, &fire), fire.now);
+                self.schedules.insert(schedule.id.clone(), advanced(&schedule, &fire, Some(&job)));
+                FireOutcome::Fired(Box::new(job))
+            }
+        }
+    }
+
     fn release_unique(&mut self, key: Option<&str>, id: &str) {
         if let Some(key) = key
             && self.unique.get(key).is_some_and(|holder| holder == id)
@@ -127,20 +188,14 @@ impl Store for MemoryStore {
         }
         let mut stored = Vec::with_capacity(jobs.len());
         for JobInsert { job } in jobs {
-            state.next_seq += 1;
-            let seq = state.next_seq;
-            let transition = if job.status == JobStatus::Scheduled {
-                Transition::EnqueueDelayed
-            } else {
-                Transition::Enqueue
-            };
-            state.emit(event_for(&job, transition, None, now, serde_json::json!({"priority": job.priority})));
-            if let Some(key) = &job.unique_key {
-                state.unique.insert(key.clone(), job.id.clone());
-            }
-            state.wait(seq, job.priority.rank(), job.run_at, now);
-            state.seq_of.insert(job.id.clone(), seq);
-            state.jobs.insert(seq, job.clone());
+            let event = event_for(
+                &job,
+                Transition::enqueue(&job),
+                None,
+                now,
+                serde_json::json!({"priority": job.priority}),
+            );
+            state.insert(job.clone(), event, now);
             stored.push(job);
         }
         Ok(stored)
@@ -449,5 +504,36 @@ impl Store for MemoryStore {
 
     async fn delete_handler(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.lock().handlers.remove(name).is_some())
+    }
+
+    async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError> {
+        let mut state = self.lock();
+        let stored = apply_change(state.schedules.get(&change.schedule.id), &change)?;
+        state.emit_schedule(schedule_change_event(&change, &stored));
+        if change.event == ScheduleEventType::Deleted {
+            state.schedules.remove(&stored.id);
+        } else {
+            state.schedules.insert(stored.id.clone(), stored.clone());
+        }
+        Ok(stored)
+    }
+
+    async fn fire(&self, fires: Vec<Fire>) -> Result<Vec<Result<FireOutcome, StoreError>>, StoreError> {
+        let mut state = self.lock();
+        Ok(fires.into_iter().map(|fire| Ok(state.fire(fire))).collect())
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.lock().schedules.get(id).cloned())
+    }
+
+    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError> {
+        let state = self.lock();
+        Ok((state.schedules.values().cloned().collect(), state.schedule_events.len() as u64))
+    }
+
+    async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state.schedule_events.iter().skip(after as usize).take(limit).cloned().collect())
     }
 }

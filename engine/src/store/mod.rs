@@ -1,5 +1,5 @@
 //! Durable state behind one trait: jobs, their events (the outbox), attempt
-//! logs and handler versions.
+//! logs, handler versions, and schedules with their events.
 //!
 //! Every backend — in-memory for tests, SQLite embedded, PostgreSQL for
 //! several nodes — implements [`Store`] and passes the same conformance
@@ -18,7 +18,9 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::jobs::{Attempt, AttemptLog, Job, JobEvent, JobQuery, JobStatus, StatusCounts};
+use crate::principal::Principal;
 use crate::sandbox::Progress;
+use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -40,6 +42,15 @@ pub enum StoreError {
     /// No such job.
     #[error("job {0} not found")]
     NotFound(String),
+    /// A schedule with this id exists already.
+    #[error("schedule `{0}` already exists")]
+    ScheduleExists(String),
+    /// No such schedule.
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
+    /// The schedule changed since the caller read it.
+    #[error("schedule `{0}` was changed meanwhile; read it again")]
+    ScheduleChanged(String),
     /// The database failed.
     #[error("storage failed: {0}")]
     Backend(String),
@@ -175,6 +186,66 @@ pub struct HandlerRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A caller's change to a schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduleChange {
+    /// Created, updated, paused, resumed or deleted.
+    pub event: ScheduleEventType,
+    /// The schedule after the change (for a delete, as last read). Its
+    /// `revision` is the one the caller read (0 for a new schedule): if the
+    /// stored one differs, the change is refused.
+    pub schedule: Schedule,
+    /// Who makes it.
+    pub actor: Principal,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One fire of a schedule, as the scheduler decided it.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    /// The schedule.
+    pub schedule_id: String,
+    /// The revision the scheduler knows: a schedule changed (or fired by
+    /// another node) since is left alone.
+    pub revision: u64,
+    /// The fire time being handled (the schedule's stored `next_run`).
+    pub due: DateTime<Utc>,
+    /// The schedule's next fire time after this one.
+    pub next_run: Option<DateTime<Utc>>,
+    /// Enqueue a job, or record why not.
+    pub action: FireAction,
+    /// The time of the fire.
+    pub now: DateTime<Utc>,
+}
+
+/// What a fire does.
+#[derive(Debug, Clone)]
+pub enum FireAction {
+    /// Enqueue this job (emitting `job.scheduled`), unless the overlap
+    /// policy is `skip` and the schedule's previous job is still active.
+    Run(Box<Job>),
+    /// Enqueue nothing; the reason is recorded as `schedule.skipped`.
+    Skip(String),
+}
+
+/// What a fire did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FireOutcome {
+    /// The job was enqueued.
+    Fired(Box<Job>),
+    /// No job; the reason was recorded.
+    Skipped(String),
+    /// The schedule changed, was removed or paused, or another node fired
+    /// it: nothing was done.
+    Stale,
+}
+
+/// The key that makes a fire happen at most once, whatever crashes.
+pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
+    format!("{schedule_id}@{}", due.timestamp_millis())
+}
+
 /// The storage every engine node shares.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -255,6 +326,110 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a handler name (its versions stay for jobs pinned to them).
     async fn delete_handler(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Applies a caller's change to a schedule with its event and returns
+    /// the stored schedule (revision bumped). Refused with `ScheduleExists`,
+    /// `ScheduleNotFound` or `ScheduleChanged`, writing nothing.
+    async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError>;
+
+    /// Handles fires. Each is its own unit and happens at most once: it
+    /// applies only if the schedule is still at `revision`, unpaused and
+    /// due at `due`; then, in one transaction, the job is enqueued with a
+    /// fire key unique to (schedule, due) and its `job.scheduled` event, or
+    /// a `schedule.skipped` event is written, and the schedule moves on to
+    /// `next_run` (revision bumped; `last_run` and `last_job_id` set when a
+    /// job was enqueued).
+    async fn fire(&self, fires: Vec<Fire>) -> Result<Vec<Result<FireOutcome, StoreError>>, StoreError>;
+
+    /// One schedule.
+    async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
+
+    /// Every schedule by id, with the sequence number of the latest
+    /// schedule event at the same moment (to follow changes from there).
+    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError>;
+
+    /// Schedule events with a sequence number above `after`, oldest first.
+    async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError>;
+}
+
+/// The stored form of a change: the schedule as it will be after it, or
+/// the refusal. Backends call this with the schedule they hold now.
+pub(crate) fn apply_change(
+    current: Option<&Schedule>,
+    change: &ScheduleChange,
+) -> Result<Schedule, StoreError> {
+    let id = &change.schedule.id;
+    match (change.event, current) {
+        (ScheduleEventType::Created, Some(_)) => Err(StoreError::ScheduleExists(id.clone())),
+        (ScheduleEventType::Created, None) => Ok(Schedule { revision: 1, ..change.schedule.clone() }),
+        (_, None) => Err(StoreError::ScheduleNotFound(id.clone())),
+        (_, Some(current)) if current.revision != change.schedule.revision => {
+            Err(StoreError::ScheduleChanged(id.clone()))
+        }
+        (_, Some(current)) => Ok(Schedule { revision: current.revision + 1, ..change.schedule.clone() }),
+    }
+}
+
+/// The event recording `change`, whose result is `stored`.
+pub(crate) fn schedule_change_event(change: &ScheduleChange, stored: &Schedule) -> ScheduleEvent {
+    let data = match change.event {
+        ScheduleEventType::Deleted => serde_json::json!({ "revision": stored.revision }),
+        _ => serde_json::to_value(stored).expect("schedules serialize"),
+    };
+    ScheduleEvent {
+        seq: 0,
+        at: change.at,
+        event: change.event,
+        schedule_id: stored.id.clone(),
+        actor: change.actor.clone(),
+        data,
+    }
+}
+
+/// Whether `fire` still applies to `current`.
+pub(crate) fn fire_applies(current: Option<&Schedule>, fire: &Fire) -> bool {
+    current.is_some_and(|s| s.revision == fire.revision && !s.paused && s.next_run == Some(fire.due))
+}
+
+/// The event recording a skipped fire.
+pub(crate) fn skipped_event(schedule: &Schedule, fire: &Fire, reason: &str) -> ScheduleEvent {
+    ScheduleEvent {
+        seq: 0,
+        at: fire.now,
+        event: ScheduleEventType::Skipped,
+        schedule_id: schedule.id.clone(),
+        actor: schedule.spec.run_as.clone().unwrap_or_default(),
+        data: serde_json::json!({ "due": fire.due, "reason": reason }),
+    }
+}
+
+/// Why a fire was skipped for overlap.
+pub(crate) fn overlap_reason(job_id: Option<&str>) -> String {
+    format!("overlap: the previous run (job {}) is still active", job_id.unwrap_or("?"))
+}
+
+/// The `job.scheduled` event of a fired job.
+pub(crate) fn fired_event(job: &Job, fire: &Fire) -> JobEvent {
+    let late = (fire.now - fire.due).num_milliseconds().max(0);
+    event_for(
+        job,
+        crate::jobs::Transition::Fire,
+        None,
+        fire.now,
+        serde_json::json!({ "scheduleId": fire.schedule_id, "due": fire.due, "lateMs": late, "priority": job.priority }),
+    )
+}
+
+/// The schedule after a fire: moved on, and linked to its job if it ran one.
+pub(crate) fn advanced(schedule: &Schedule, fire: &Fire, job: Option<&Job>) -> Schedule {
+    let mut next = schedule.clone();
+    next.revision += 1;
+    next.next_run = fire.next_run;
+    if let Some(job) = job {
+        next.last_run = Some(fire.now);
+        next.last_job_id = Some(job.id.clone());
+    }
+    next
 }
 
 /// How a lost attempt is recorded when its lease is rescued.

@@ -21,13 +21,16 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::oneshot;
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, HandlerRecord, JobInsert, Lease, RescueRequest,
-    Rescued, Store, StoreError, event_for, finish_events, lost_attempt,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireAction, FireOutcome, HandlerRecord,
+    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change,
+    event_for, finish_events, fire_applies, fire_key, fired_event, lost_attempt, overlap_reason,
+    schedule_change_event, skipped_event,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
 };
 use crate::sandbox::Progress;
+use crate::schedule::{OverlapPolicy, Schedule, ScheduleEvent, ScheduleEventType};
 
 /// Schema migrations, applied in order on open; never edit a shipped one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -113,11 +116,31 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key) WHERE unique_key IS NOT NULL
         AND (status = 'pending' OR status = 'scheduled' OR status = 'running' OR status = 'retrying');",
     ),
+    (
+        3,
+        "ALTER TABLE jobs ADD COLUMN schedule_id TEXT;
+    ALTER TABLE jobs ADD COLUMN fire_key TEXT;
+    CREATE UNIQUE INDEX jobs_fire_key ON jobs (fire_key) WHERE fire_key IS NOT NULL;
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        next_run INTEGER
+    );
+    CREATE INDEX schedules_due ON schedules (next_run) WHERE next_run IS NOT NULL;
+    CREATE TABLE schedule_events (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        schedule_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        data TEXT NOT NULL
+    );",
+    ),
 ];
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
     timeout_ms, fuel, memory, run_as, run_at, unique_key, created_at, started_at, completed_at, failed_at, \
-    cancelled_at, error, result, progress, attempt_log";
+    cancelled_at, error, result, progress, attempt_log, schedule_id";
 
 /// Waiting jobs, exactly as the condition of the `jobs_ready` index (so a
 /// query using it can use the index).
@@ -358,6 +381,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         result: result.as_deref().map(parse).transpose()?,
         progress: progress.as_deref().map(parse).transpose()?,
         attempt_log: parse(&row.get::<_, String>(23)?)?,
+        schedule_id: row.get(24)?,
     })
 }
 
@@ -420,11 +444,17 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Stores a new job with its first event (`job.enqueued` or `job.scheduled`).
+fn insert_job(
+    conn: &Connection,
+    job: &Job,
+    event: &JobEvent,
+    fire_key: Option<&str>,
+) -> Result<(), StoreError> {
     let inserted = conn
         .prepare_cached(&format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]')"
+            "INSERT INTO jobs ({JOB_COLUMNS}, fire_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+             ?13, ?14, ?15, ?16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]', ?17, ?18)"
         ))
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -444,6 +474,8 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<(), St
                 millis(job.run_at),
                 job.unique_key,
                 millis(job.created_at),
+                job.schedule_id,
+                fire_key,
             ])
         });
     match inserted {
@@ -463,12 +495,7 @@ fn insert_job(conn: &Connection, job: &Job, now: DateTime<Utc>) -> Result<(), St
         }
         Err(error) => return Err(backend(error)),
     }
-    let transition =
-        if job.status == JobStatus::Scheduled { Transition::EnqueueDelayed } else { Transition::Enqueue };
-    insert_event(
-        conn,
-        &event_for(job, transition, None, now, serde_json::json!({"priority": job.priority})),
-    )?;
+    insert_event(conn, event)?;
     Ok(())
 }
 
@@ -667,8 +694,15 @@ impl Store for SqliteStore {
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
-                for insert in &jobs {
-                    insert_job(conn, &insert.job, now)?;
+                for JobInsert { job } in &jobs {
+                    let event = event_for(
+                        job,
+                        Transition::enqueue(job),
+                        None,
+                        now,
+                        serde_json::json!({"priority": job.priority}),
+                    );
+                    insert_job(conn, job, &event, None)?;
                 }
                 Ok(())
             })?;
@@ -1009,4 +1043,162 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError> {
+        self.write(move |conn| {
+            let current = get_schedule(conn, &change.schedule.id)?;
+            let stored = apply_change(current.as_ref(), &change)?;
+            insert_schedule_event(conn, &schedule_change_event(&change, &stored))?;
+            if change.event == ScheduleEventType::Deleted {
+                conn.prepare_cached("DELETE FROM schedules WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute([&stored.id]))
+                    .map_err(backend)?;
+            } else {
+                put_schedule(conn, &stored)?;
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn fire(&self, fires: Vec<Fire>) -> Result<Vec<Result<FireOutcome, StoreError>>, StoreError> {
+        self.write(move |conn| {
+            fires.into_iter().map(|fire| fire_one(conn, fire)).collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map(|outcomes| outcomes.into_iter().map(Ok).collect())
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| get_schedule(conn, &id)).await
+    }
+
+    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError> {
+        self.read(|conn| {
+            // One read transaction, so the list and the event position agree.
+            control(conn, "BEGIN")?;
+            let read = || -> Result<(Vec<Schedule>, u64), StoreError> {
+                let schedules = conn
+                    .prepare_cached("SELECT body FROM schedules ORDER BY id")
+                    .and_then(|mut stmt| stmt.query_map([], |r| parse(&r.get::<_, String>(0)?))?.collect())
+                    .map_err(backend)?;
+                let last: i64 = conn
+                    .query_row("SELECT coalesce(max(seq), 0) FROM schedule_events", [], |r| r.get(0))
+                    .map_err(backend)?;
+                Ok((schedules, last as u64))
+            };
+            let result = read();
+            control(conn, "COMMIT")?;
+            result
+        })
+        .await
+    }
+
+    async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT seq, at, type, schedule_id, actor, data FROM schedule_events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![after as i64, limit as i64], schedule_event_from_row)?.collect()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+fn get_schedule(conn: &Connection, id: &str) -> Result<Option<Schedule>, StoreError> {
+    conn.prepare_cached("SELECT body FROM schedules WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], |r| parse(&r.get::<_, String>(0)?)).optional())
+        .map_err(backend)
+}
+
+fn put_schedule(conn: &Connection, schedule: &Schedule) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO schedules (id, body, next_run) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| {
+            stmt.execute(params![schedule.id, json(schedule), schedule.next_run.map(millis)])
+        })
+        .map(drop)
+        .map_err(backend)
+}
+
+fn insert_schedule_event(conn: &Connection, event: &ScheduleEvent) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO schedule_events (at, type, schedule_id, actor, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            millis(event.at),
+            event.event.as_str(),
+            event.schedule_id,
+            json(&event.actor),
+            json(&event.data)
+        ])
+    })
+    .map(drop)
+    .map_err(backend)
+}
+
+fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
+    let kind: String = row.get(2)?;
+    Ok(ScheduleEvent {
+        seq: row.get::<_, i64>(0)? as u64,
+        at: time(row.get(1)?),
+        event: ScheduleEventType::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text)
+        })?,
+        schedule_id: row.get(3)?,
+        actor: parse(&row.get::<_, String>(4)?)?,
+        data: parse(&row.get::<_, String>(5)?)?,
+    })
+}
+
+fn fire_one(conn: &Connection, fire: Fire) -> Result<FireOutcome, StoreError> {
+    let Some(schedule) = get_schedule(conn, &fire.schedule_id)?.filter(|s| fire_applies(Some(s), &fire))
+    else {
+        return Ok(FireOutcome::Stale);
+    };
+    let key = fire_key(&schedule.id, fire.due);
+    let job = match &fire.action {
+        FireAction::Skip(reason) => Err(reason.clone()),
+        FireAction::Run(job) => {
+            let overlapping = schedule.spec.overlap == OverlapPolicy::Skip
+                && match schedule.last_job_id.as_deref() {
+                    Some(id) => get_status(conn, id)?.is_some_and(|status| !status.is_final()),
+                    None => false,
+                };
+            let earlier: Option<String> = conn
+                .prepare_cached("SELECT id FROM jobs WHERE fire_key = ?1")
+                .and_then(|mut stmt| stmt.query_row([&key], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            match earlier {
+                _ if overlapping => Err(overlap_reason(schedule.last_job_id.as_deref())),
+                Some(earlier) => Err(format!("already fired (job {earlier})")),
+                None => Ok(job.as_ref().clone()),
+            }
+        }
+    };
+    match job {
+        Err(reason) => {
+            insert_schedule_event(conn, &skipped_event(&schedule, &fire, &reason))?;
+            put_schedule(conn, &advanced(&schedule, &fire, None))?;
+            Ok(FireOutcome::Skipped(reason))
+        }
+        Ok(job) => {
+            insert_job(conn, &job, &fired_event(&job, &fire), Some(&key))?;
+            put_schedule(conn, &advanced(&schedule, &fire, Some(&job)))?;
+            Ok(FireOutcome::Fired(Box::new(job)))
+        }
+    }
+}
+
+fn get_status(conn: &Connection, id: &str) -> Result<Option<JobStatus>, StoreError> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM jobs WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    status.map(|s| s.parse().map_err(backend)).transpose()
 }

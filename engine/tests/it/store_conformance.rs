@@ -45,6 +45,7 @@ fn job(id: &str, name: &str, priority: Priority, run_at: DateTime<Utc>) -> Job {
         result: None,
         progress: None,
         attempt_log: vec![],
+        schedule_id: None,
     }
 }
 

@@ -1,0 +1,639 @@
+//! The scheduler: the schedule API, and the loop that fires schedules on
+//! time.
+//!
+//! Every schedule's next fire time is kept in one ordered set in memory;
+//! the loop sleeps until the earliest (or until a change wakes it) and
+//! fires what is due in one batch, so 100,000 schedules cost nothing while
+//! none is due: there is no periodic scan. Each fire is one store
+//! operation that enqueues the job and moves the schedule on together, on
+//! the condition that the schedule is still at the revision this node
+//! knows, so a fire happens once however many nodes race for it.
+//! Changes made by other processes reach the index through the store's
+//! schedule events, read from where this node last stopped.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::cron::{CronError, CronSchedule};
+use super::{MisfirePolicy, Schedule, ScheduleEventType, ScheduleSpec};
+use crate::jobs::Job;
+use crate::principal::Principal;
+use crate::queue::{Queue, QueueError};
+use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, StoreError, advanced};
+
+/// Why a schedule operation was refused. Nothing was stored.
+#[derive(Debug, Error)]
+pub enum ScheduleError {
+    /// The cron expression or time zone is invalid.
+    #[error(transparent)]
+    Cron(#[from] CronError),
+    /// A field is invalid.
+    #[error("`{field}` {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The handler does not exist.
+    #[error("unknown handler `{0}`")]
+    UnknownHandler(String),
+    /// The job the schedule would enqueue is refused (capabilities,
+    /// impersonation).
+    #[error(transparent)]
+    Job(QueueError),
+    /// No such schedule.
+    #[error("schedule `{0}` not found")]
+    NotFound(String),
+    /// The id is taken.
+    #[error("schedule `{0}` already exists")]
+    Exists(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ScheduleError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::ScheduleExists(id) => ScheduleError::Exists(id),
+            StoreError::ScheduleNotFound(id) => ScheduleError::NotFound(id),
+            other => ScheduleError::Store(other),
+        }
+    }
+}
+
+impl From<QueueError> for ScheduleError {
+    fn from(error: QueueError) -> Self {
+        match error {
+            QueueError::Invalid { field, message, .. } => ScheduleError::Invalid { field, message },
+            QueueError::UnknownHandler { name, .. } => ScheduleError::UnknownHandler(name),
+            QueueError::Store(error) => error.into(),
+            other => ScheduleError::Job(other),
+        }
+    }
+}
+
+/// The scheduler's settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A fire handled later than this after its time is a misfire (the
+    /// engine was down or overloaded) and follows the schedule's misfire
+    /// policy; a fire less late simply runs. Default 60 s.
+    pub misfire_threshold: Duration,
+    /// How often changes made by other processes are picked up. Default 1 s.
+    pub poll_interval: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { misfire_threshold: Duration::from_secs(60), poll_interval: Duration::from_secs(1) }
+    }
+}
+
+/// One fire that enqueued a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The schedule.
+    pub schedule_id: String,
+    /// The job.
+    pub job: Job,
+    /// The fire time.
+    pub due: DateTime<Utc>,
+    /// How late the job was stored (committed) after its fire time.
+    pub late: chrono::Duration,
+}
+
+/// What one pass over the due schedules did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Fires that enqueued a job.
+    pub fired: Vec<Fired>,
+    /// Fires that did not, with the reason (overlap, misfire, …).
+    pub skipped: Vec<(String, String)>,
+    /// Fires found stale (changed or fired elsewhere) and re-read.
+    pub stale: usize,
+}
+
+struct Entry {
+    schedule: Schedule,
+    times: CronSchedule,
+}
+
+/// Every unpaused schedule's next fire time, in order.
+#[derive(Default)]
+struct Index {
+    entries: HashMap<String, Entry>,
+    due: BTreeSet<(DateTime<Utc>, String)>,
+    /// The last schedule event this index has seen.
+    cursor: u64,
+}
+
+impl Index {
+    /// Holds `schedule` (unless a newer revision is held already).
+    fn put(&mut self, schedule: Schedule) {
+        if let Some(held) = self.entries.get(&schedule.id)
+            && held.schedule.revision > schedule.revision
+        {
+            return;
+        }
+        self.remove(&schedule.id);
+        let times = match CronSchedule::new(&schedule.spec.cron, &schedule.spec.timezone) {
+            Ok(times) => times,
+            Err(error) => {
+                tracing::error!(schedule = %schedule.id, %error, "stored schedule cannot be read; not scheduling it");
+                return;
+            }
+        };
+        if let Some(at) = schedule.next_run.filter(|_| !schedule.paused) {
+            self.due.insert((at, schedule.id.clone()));
+        }
+        self.entries.insert(schedule.id.clone(), Entry { schedule, times });
+    }
+
+    fn retry_at(&mut self, id: &str, at: DateTime<Utc>) {
+        if self.entries.contains_key(id) {
+            self.due.insert((at, id.to_string()));
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(entry) = self.entries.remove(id)
+            && let Some(at) = entry.schedule.next_run
+        {
+            self.due.remove(&(at, id.to_string()));
+        }
+    }
+
+    /// Takes up to `limit` schedules due by `now` out of the due set.
+    fn take_due(&mut self, now: DateTime<Utc>, limit: usize) -> Vec<(Schedule, CronSchedule)> {
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            match self.due.first() {
+                Some((at, _)) if *at <= now => {}
+                _ => break,
+            }
+            let Some((_, id)) = self.due.pop_first() else { break };
+            if let Some(entry) = self.entries.get(&id) {
+                taken.push((entry.schedule.clone(), entry.times.clone()));
+            }
+        }
+        taken
+    }
+}
+
+/// Creates, changes and fires schedules. Cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Queue,
+    config: SchedulerConfig,
+    index: Mutex<Index>,
+    /// Woken when a change may have moved the earliest fire time.
+    wake: Notify,
+}
+
+/// The running scheduler loop.
+pub struct SchedulerHandle {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl SchedulerHandle {
+    /// Stops the loop (a fire in progress completes first).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn new_schedule_id() -> String {
+    format!("sch_{:011x}{:013x}", Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
+}
+
+fn check_id(id: &str) -> Result<(), ScheduleError> {
+    let valid = !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ScheduleError::Invalid {
+            field: "id",
+            message: format!("`{id}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`"),
+        })
+    }
+}
+
+/// Applies a JSON merge patch (RFC 7396): objects merge, `null` removes.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+/// Changes are retried this often when a fire or another caller changed
+/// the schedule in between.
+const CHANGE_ATTEMPTS: usize = 8;
+/// Fires handled in one store operation.
+const FIRE_BATCH: usize = 512;
+
+impl Scheduler {
+    /// A scheduler enqueueing through `queue`. Call [`Scheduler::start`] to fire schedules.
+    pub fn new(queue: Queue, config: SchedulerConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                queue,
+                config,
+                index: Mutex::new(Index::default()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.queue.clock().now()
+    }
+
+    fn hold(&self, schedule: Schedule) {
+        self.index().put(schedule);
+        self.inner.wake.notify_one();
+    }
+
+    /// Checks `spec` as `caller` would enqueue its job and fixes whom it runs as.
+    async fn validate(
+        &self,
+        caller: &Principal,
+        mut spec: ScheduleSpec,
+    ) -> Result<(ScheduleSpec, CronSchedule), ScheduleError> {
+        let times = CronSchedule::new(&spec.cron, &spec.timezone)?;
+        let job = self.inner.queue.prepare_jobs(caller, vec![spec.new_job()], self.now()).await.remove(0)?;
+        spec.run_as = Some(job.run_as);
+        Ok((spec, times))
+    }
+
+    /// Adds a schedule with `id` (generated if `None`), owned by `caller`:
+    /// its jobs run as `caller` unless `spec.run_as` says otherwise.
+    pub async fn add(
+        &self,
+        caller: &Principal,
+        id: Option<String>,
+        spec: ScheduleSpec,
+    ) -> Result<Schedule, ScheduleError> {
+        let id = id.unwrap_or_else(new_schedule_id);
+        check_id(&id)?;
+        let (spec, times) = self.validate(caller, spec).await?;
+        let now = self.now();
+        let schedule = Schedule {
+            id,
+            spec,
+            paused: false,
+            next_run: times.next_after(now),
+            last_run: None,
+            last_job_id: None,
+            revision: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let change =
+            ScheduleChange { event: ScheduleEventType::Created, schedule, actor: caller.clone(), at: now };
+        let stored = self.inner.queue.store().change_schedule(change).await?;
+        self.hold(stored.clone());
+        Ok(stored)
+    }
+
+    /// Changes a schedule by a JSON merge patch over its spec (for example
+    /// `{"cron": "0 3 * * *", "maxRetries": 0}`; `null` restores a default).
+    /// A new expression or time zone recomputes the next run from now.
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        id: &str,
+        patch: &Value,
+    ) -> Result<Schedule, ScheduleError> {
+        if !patch.is_object() {
+            return Err(ScheduleError::Invalid { field: "patch", message: "must be a JSON object".into() });
+        }
+        for _ in 0..CHANGE_ATTEMPTS {
+            let current = self.get(id).await?;
+            let mut document = serde_json::to_value(&current.spec).expect("specs serialize");
+            merge_patch(&mut document, patch);
+            let spec: ScheduleSpec = serde_json::from_value(document)
+                .map_err(|e| ScheduleError::Invalid { field: "patch", message: e.to_string() })?;
+            let (spec, times) = self.validate(caller, spec).await?;
+            let now = self.now();
+            let retimed = spec.cron != current.spec.cron || spec.timezone != current.spec.timezone;
+            let next_run = match current.paused {
+                true => None,
+                false if retimed => times.next_after(now),
+                false => current.next_run,
+            };
+            let schedule = Schedule { spec, next_run, updated_at: now, ..current };
+            match self.commit(ScheduleEventType::Updated, schedule, caller, now).await {
+                Err(ScheduleError::Store(StoreError::ScheduleChanged(_))) => continue,
+                result => return result,
+            }
+        }
+        Err(StoreError::ScheduleChanged(id.to_string()).into())
+    }
+
+    /// Pauses a schedule: it does not fire until resumed. Pausing a paused
+    /// schedule changes nothing.
+    pub async fn pause(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
+        self.change(caller, id, ScheduleEventType::Paused, |schedule, _| {
+            (!schedule.paused).then(|| Schedule { paused: true, next_run: None, ..schedule.clone() })
+        })
+        .await
+    }
+
+    /// Resumes a paused schedule from now on: fire times that passed while
+    /// it was paused are not made up.
+    pub async fn resume(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
+        self.change(caller, id, ScheduleEventType::Resumed, |schedule, now| {
+            let times = CronSchedule::new(&schedule.spec.cron, &schedule.spec.timezone).ok()?;
+            schedule.paused.then(|| Schedule {
+                paused: false,
+                next_run: times.next_after(now),
+                ..schedule.clone()
+            })
+        })
+        .await
+    }
+
+    /// Removes a schedule. Jobs it already enqueued are not touched.
+    pub async fn remove(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
+        let removed =
+            self.change(caller, id, ScheduleEventType::Deleted, |schedule, _| Some(schedule.clone())).await?;
+        self.index().remove(id);
+        Ok(removed)
+    }
+
+    /// Reads, changes by `modify` (`None`: nothing to do) and writes,
+    /// again if a fire came in between.
+    async fn change(
+        &self,
+        caller: &Principal,
+        id: &str,
+        event: ScheduleEventType,
+        modify: impl Fn(&Schedule, DateTime<Utc>) -> Option<Schedule>,
+    ) -> Result<Schedule, ScheduleError> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let current = self.get(id).await?;
+            let now = self.now();
+            let Some(changed) = modify(&current, now) else { return Ok(current) };
+            match self.commit(event, Schedule { updated_at: now, ..changed }, caller, now).await {
+                Err(ScheduleError::Store(StoreError::ScheduleChanged(_))) => continue,
+                result => return result,
+            }
+        }
+        Err(StoreError::ScheduleChanged(id.to_string()).into())
+    }
+
+    async fn commit(
+        &self,
+        event: ScheduleEventType,
+        schedule: Schedule,
+        caller: &Principal,
+        at: DateTime<Utc>,
+    ) -> Result<Schedule, ScheduleError> {
+        let change = ScheduleChange { event, schedule, actor: caller.clone(), at };
+        let stored = self.inner.queue.store().change_schedule(change).await?;
+        if event != ScheduleEventType::Deleted {
+            self.hold(stored.clone());
+        }
+        Ok(stored)
+    }
+
+    /// One schedule.
+    pub async fn get(&self, id: &str) -> Result<Schedule, ScheduleError> {
+        self.inner.queue.store().schedule(id).await?.ok_or_else(|| ScheduleError::NotFound(id.to_string()))
+    }
+
+    /// Every schedule, by id.
+    pub async fn list(&self) -> Result<Vec<Schedule>, ScheduleError> {
+        Ok(self.inner.queue.store().schedules().await?.0)
+    }
+
+    /// Reads every schedule from the store into the index (done by
+    /// [`Scheduler::start`]). Returns how many there are.
+    pub async fn load(&self) -> Result<usize, ScheduleError> {
+        let (schedules, cursor) = self.inner.queue.store().schedules().await?;
+        let count = schedules.len();
+        let mut index = self.index();
+        *index = Index { cursor, ..Index::default() };
+        for schedule in schedules {
+            index.put(schedule);
+        }
+        Ok(count)
+    }
+
+    /// Follows changes other processes made since the last look, from the
+    /// store's schedule events.
+    pub async fn sync(&self) -> Result<(), ScheduleError> {
+        let store = self.inner.queue.store();
+        loop {
+            let cursor = self.index().cursor;
+            let events = store.schedule_events(cursor, 1000).await?;
+            let Some(last) = events.last().map(|e| e.seq) else { return Ok(()) };
+            let ids: HashSet<String> = events.into_iter().map(|e| e.schedule_id).collect();
+            for id in ids {
+                self.reload(&id).await?;
+            }
+            self.index().cursor = last;
+        }
+    }
+
+    async fn reload(&self, id: &str) -> Result<(), ScheduleError> {
+        match self.inner.queue.store().schedule(id).await? {
+            Some(schedule) => self.index().put(schedule),
+            None => self.index().remove(id),
+        }
+        Ok(())
+    }
+
+    /// The earliest fire time held.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.index().due.first().map(|(at, _)| *at)
+    }
+
+    /// Fires every schedule due by now: what the loop does when it wakes.
+    pub async fn run_due(&self) -> Result<TickReport, ScheduleError> {
+        let mut report = TickReport::default();
+        loop {
+            let now = self.now();
+            let taken = self.index().take_due(now, FIRE_BATCH);
+            let more = taken.len() == FIRE_BATCH;
+            if taken.is_empty() {
+                return Ok(report);
+            }
+            self.fire(taken, now, &mut report).await?;
+            if !more {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn fire(
+        &self,
+        taken: Vec<(Schedule, CronSchedule)>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), ScheduleError> {
+        let threshold = chrono::Duration::from_std(self.inner.config.misfire_threshold).unwrap_or_default();
+        let mut fires = Vec::with_capacity(taken.len());
+        let mut to_prepare = Vec::new();
+        for (schedule, times) in &taken {
+            let due = schedule.next_run.unwrap_or(now);
+            // Fires missed beyond the next collapse into this one.
+            let next_run = times.next_after(due.max(now));
+            let action = if now - due > threshold && schedule.spec.misfire == MisfirePolicy::Skip {
+                FireAction::Skip(format!("misfire: {}s late (policy skip)", (now - due).num_seconds()))
+            } else {
+                to_prepare.push((fires.len(), schedule.spec.new_job()));
+                FireAction::Skip(String::new()) // replaced by `prepare_fired_jobs`
+            };
+            fires.push(Fire {
+                schedule_id: schedule.id.clone(),
+                revision: schedule.revision,
+                due,
+                next_run,
+                action,
+                now,
+            });
+        }
+        self.prepare_fired_jobs(&taken, &mut fires, to_prepare, now).await;
+        let outcomes = match self.inner.queue.store().fire(fires.clone()).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.retry_later(fires.iter().map(|f| f.schedule_id.as_str()), now);
+                return Err(error.into());
+            }
+        };
+        let committed = self.now();
+        let mut any_fired = false;
+        for (((schedule, _), fire), outcome) in taken.iter().zip(&fires).zip(outcomes) {
+            match outcome {
+                Ok(FireOutcome::Fired(job)) => {
+                    any_fired = true;
+                    self.index().put(advanced(schedule, fire, Some(&job)));
+                    report.fired.push(Fired {
+                        schedule_id: schedule.id.clone(),
+                        job: *job,
+                        due: fire.due,
+                        late: committed - fire.due,
+                    });
+                }
+                Ok(FireOutcome::Skipped(reason)) => {
+                    self.index().put(advanced(schedule, fire, None));
+                    report.skipped.push((schedule.id.clone(), reason));
+                }
+                Ok(FireOutcome::Stale) => {
+                    report.stale += 1;
+                    self.reload(&schedule.id).await?;
+                }
+                Err(error) => {
+                    tracing::error!(schedule = %schedule.id, %error, "fire failed; trying again in a second");
+                    self.retry_later([schedule.id.as_str()], now);
+                }
+            }
+        }
+        if any_fired {
+            self.inner.queue.jobs_added();
+        }
+        Ok(())
+    }
+
+    /// Builds the jobs of the fires that run; one that can no longer be
+    /// enqueued (handler removed, grant revoked) becomes a recorded skip.
+    async fn prepare_fired_jobs(
+        &self,
+        taken: &[(Schedule, CronSchedule)],
+        fires: &mut [Fire],
+        to_prepare: Vec<(usize, crate::jobs::NewJob)>,
+        now: DateTime<Utc>,
+    ) {
+        // Jobs are prepared per owner, each as its owner enqueueing it.
+        let mut by_owner: HashMap<String, (Principal, Vec<(usize, crate::jobs::NewJob)>)> = HashMap::new();
+        for (position, job) in to_prepare {
+            let owner = taken[position].0.spec.run_as.clone().unwrap_or_default();
+            let key = serde_json::to_string(&owner).unwrap_or_default();
+            by_owner.entry(key).or_insert_with(|| (owner, Vec::new())).1.push((position, job));
+        }
+        for (owner, jobs) in by_owner.into_values() {
+            let (positions, jobs): (Vec<usize>, Vec<_>) = jobs.into_iter().unzip();
+            let prepared = self.inner.queue.prepare_jobs(&owner, jobs, now).await;
+            for (position, job) in positions.into_iter().zip(prepared) {
+                fires[position].action = match job {
+                    Ok(job) => FireAction::Run(Box::new(Job {
+                        schedule_id: Some(taken[position].0.id.clone()),
+                        ..job
+                    })),
+                    Err(error) => FireAction::Skip(format!("cannot enqueue: {}", ScheduleError::from(error))),
+                };
+            }
+        }
+    }
+
+    fn retry_later<'a>(&self, ids: impl IntoIterator<Item = &'a str>, now: DateTime<Utc>) {
+        let mut index = self.index();
+        for id in ids {
+            index.retry_at(id, now + chrono::Duration::seconds(1));
+        }
+    }
+
+    /// Loads the schedules and fires them on time until stopped.
+    pub async fn start(&self) -> Result<SchedulerHandle, ScheduleError> {
+        self.load().await?;
+        let stop = CancellationToken::new();
+        let scheduler = self.clone();
+        let task = tokio::spawn(scheduler.run(stop.clone()));
+        Ok(SchedulerHandle { stop, task })
+    }
+
+    async fn run(self, stop: CancellationToken) {
+        let clock = self.inner.queue.clock().clone();
+        let poll = chrono::Duration::from_std(self.inner.config.poll_interval).unwrap_or_default();
+        let mut next_sync = clock.now() + poll;
+        loop {
+            if let Err(error) = self.run_due().await {
+                tracing::error!(%error, "firing schedules failed");
+            }
+            if clock.now() >= next_sync {
+                if let Err(error) = self.sync().await {
+                    tracing::error!(%error, "reading schedule changes failed");
+                }
+                next_sync = clock.now() + poll;
+            }
+            let wake_at = self.next_due().map_or(next_sync, |due| due.min(next_sync));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = clock.sleep_until(wake_at) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+        }
+    }
+}
