@@ -3,8 +3,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use chrono::{TimeZone, Utc};
+use objectos_engine::clock::{Clock, ManualClock};
 use objectos_engine::principal::Principal;
-use objectos_engine::sandbox::{CapabilitySet, CompiledHandler, JobRun, Outcome, Sandbox, SandboxConfig};
+use objectos_engine::queue::{Policy, Queue, QueueConfig, QueueParts};
+use objectos_engine::registry::Registry;
+use objectos_engine::sandbox::{
+    CapabilitySet, CompiledHandler, JobRun, Outcome, Sandbox, SandboxConfig, Services,
+};
+use objectos_engine::store::Store;
 
 /// The sandbox every test shares, as the engine shares one.
 pub fn shared_sandbox() -> Arc<Sandbox> {
@@ -54,4 +61,28 @@ pub fn job(action: &str) -> JobRun {
 /// Runs `action` on the hostile fixture.
 pub async fn run(action: &str) -> Outcome {
     sandbox().run(&hostile(), job(action)).await
+}
+
+/// A queue over `store` on a manual clock stopped at 2026-01-01T00:00:00Z
+/// (a Thursday), with the `hostile` and `noop` fixtures registered.
+pub async fn queue(
+    store: Arc<dyn Store>,
+    config: QueueConfig,
+    policy: Arc<dyn Policy>,
+) -> (Queue, ManualClock) {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
+    let registry = Arc::new(Registry::new(store.clone(), shared_sandbox(), clock_arc.clone(), None));
+    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
+    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
+    let queue = Queue::new(QueueParts {
+        store,
+        registry,
+        sandbox: shared_sandbox(),
+        clock: clock_arc,
+        policy,
+        services: Services::in_memory(),
+        config,
+    });
+    (queue, clock)
 }

@@ -6,4 +6,5 @@ mod queue;
 mod sandbox_components;
 mod sandbox_hostile;
 mod sandbox_services;
+mod schedule;
 mod store_conformance;

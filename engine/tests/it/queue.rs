@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{Duration, Utc};
 use objectos_engine::clock::{Clock, ManualClock};
 use objectos_engine::jobs::{Backoff, JobStatus, NewJob, Priority, lifecycle::check_path};
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, QueueParts, Workers};
+use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, Workers};
 use objectos_engine::registry::Registry;
-use objectos_engine::sandbox::{CapabilitySet, Services};
+use objectos_engine::sandbox::CapabilitySet;
 use objectos_engine::store::{MemoryStore, SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
-use crate::harness::shared_sandbox;
+use crate::harness::{self, shared_sandbox};
 
 struct GrantNothing;
 
@@ -38,20 +38,7 @@ fn ada() -> Principal {
 }
 
 async fn queue_with(store: Arc<dyn Store>, config: QueueConfig, policy: Arc<dyn Policy>) -> TestQueue {
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let registry = Arc::new(Registry::new(store.clone(), shared_sandbox(), clock_arc.clone(), None));
-    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
-    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store,
-        registry,
-        sandbox: shared_sandbox(),
-        clock: clock_arc,
-        policy,
-        services: Services::in_memory(),
-        config,
-    });
+    let (queue, clock) = harness::queue(store, config, policy).await;
     TestQueue { queue, clock, workers: None }
 }
 

@@ -9,9 +9,10 @@ use objectos_engine::jobs::{
 };
 use objectos_engine::principal::Principal;
 use objectos_engine::sandbox::{Level, LogLine, Source, Usage};
+use objectos_engine::schedule::{OverlapPolicy, Schedule, ScheduleEventType, ScheduleSpec};
 use objectos_engine::store::{
-    Cancelled, ClaimRequest, Finish, FinishKind, JobInsert, Lease, MemoryStore, RescueRequest, Rescued,
-    SqliteStore, Store, StoreError, sqlite::Durability,
+    Cancelled, ClaimRequest, Finish, FinishKind, Fire, FireAction, FireOutcome, JobInsert, Lease,
+    MemoryStore, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError, sqlite::Durability,
 };
 use serde_json::json;
 
@@ -435,6 +436,185 @@ pub async fn prune_deletes_only_finished_jobs_past_their_cutoff(store: Arc<dyn S
     assert_eq!(store.counts().await.unwrap().total, 1, "only the waiting job is left");
 }
 
+fn schedule(id: &str, overlap: OverlapPolicy) -> Schedule {
+    Schedule {
+        id: id.into(),
+        spec: ScheduleSpec {
+            run_as: Some(Principal::new("ada", &["admin"])),
+            overlap,
+            ..ScheduleSpec::new("* * * * *", "h", json!({"from": id}))
+        },
+        paused: false,
+        next_run: Some(t0()),
+        last_run: None,
+        last_job_id: None,
+        revision: 0,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn change(event: ScheduleEventType, schedule: &Schedule) -> ScheduleChange {
+    ScheduleChange { event, schedule: schedule.clone(), actor: Principal::new("ada", &["admin"]), at: t0() }
+}
+
+fn run(schedule: &Schedule, job_id: &str, due: DateTime<Utc>) -> Fire {
+    let mut fired = job(job_id, "h", Priority::Normal, due);
+    fired.schedule_id = Some(schedule.id.clone());
+    fired.status = JobStatus::Pending;
+    Fire {
+        schedule_id: schedule.id.clone(),
+        revision: schedule.revision,
+        due,
+        next_run: Some(due + Duration::minutes(1)),
+        action: FireAction::Run(Box::new(fired)),
+        now: due,
+    }
+}
+
+async fn fire_one(store: &dyn Store, fire: Fire) -> FireOutcome {
+    store.fire(vec![fire]).await.unwrap().remove(0).unwrap()
+}
+
+pub async fn schedule_changes_are_stored_with_their_events(store: Arc<dyn Store>) {
+    let created = store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s1", OverlapPolicy::Skip)))
+        .await
+        .unwrap();
+    assert_eq!(created.revision, 1);
+    assert_eq!(store.schedule("s1").await.unwrap(), Some(created.clone()));
+    let again = store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s1", OverlapPolicy::Allow)))
+        .await;
+    assert_eq!(again.unwrap_err(), StoreError::ScheduleExists("s1".into()));
+
+    let mut stale = created.clone();
+    stale.revision = 0;
+    stale.spec.cron = "0 0 * * *".into();
+    let refused = store.change_schedule(change(ScheduleEventType::Updated, &stale)).await;
+    assert_eq!(refused.unwrap_err(), StoreError::ScheduleChanged("s1".into()));
+    assert_eq!(
+        store.schedule("s1").await.unwrap().unwrap().spec.cron,
+        "* * * * *",
+        "a refused change stores nothing"
+    );
+
+    let mut updated = created.clone();
+    updated.spec.cron = "0 0 * * *".into();
+    updated.spec.max_retries = Some(0);
+    let updated = store.change_schedule(change(ScheduleEventType::Updated, &updated)).await.unwrap();
+    assert_eq!((updated.revision, updated.spec.max_retries), (2, Some(0)), "a zero stays a zero");
+    let paused = Schedule { paused: true, next_run: None, ..updated };
+    store.change_schedule(change(ScheduleEventType::Paused, &paused)).await.unwrap();
+    store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s2", OverlapPolicy::Skip)))
+        .await
+        .unwrap();
+    let (all, last) = store.schedules().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| (s.id.as_str(), s.paused)).collect::<Vec<_>>(),
+        [("s1", true), ("s2", false)]
+    );
+    assert_eq!(last, 4);
+
+    let current = store.schedule("s1").await.unwrap().unwrap();
+    store.change_schedule(change(ScheduleEventType::Deleted, &current)).await.unwrap();
+    assert_eq!(store.schedule("s1").await.unwrap(), None);
+    let missing = store.change_schedule(change(ScheduleEventType::Paused, &current)).await;
+    assert_eq!(missing.unwrap_err(), StoreError::ScheduleNotFound("s1".into()));
+
+    let events = store.schedule_events(0, 100).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| (e.seq, e.event.as_str(), e.schedule_id.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "schedule.created", "s1"),
+            (2, "schedule.updated", "s1"),
+            (3, "schedule.paused", "s1"),
+            (4, "schedule.created", "s2"),
+            (5, "schedule.deleted", "s1")
+        ]
+    );
+    assert_eq!(events[1].data["cron"], "0 0 * * *");
+    assert_eq!(events[0].actor.user_id, "ada");
+    assert_eq!(store.schedule_events(3, 1).await.unwrap()[0].seq, 4);
+}
+
+pub async fn a_fire_enqueues_its_job_once(store: Arc<dyn Store>) {
+    let s = store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s", OverlapPolicy::Allow)))
+        .await
+        .unwrap();
+    let FireOutcome::Fired(job) = fire_one(&*store, run(&s, "j1", t0())).await else { panic!("not fired") };
+    assert_eq!(job.schedule_id.as_deref(), Some("s"));
+    let stored = store.get("j1").await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.schedule_id.as_deref()), (JobStatus::Pending, Some("s")));
+    let after = store.schedule("s").await.unwrap().unwrap();
+    assert_eq!(after.revision, s.revision + 1);
+    assert_eq!(after.next_run, Some(t0() + Duration::minutes(1)));
+    assert_eq!((after.last_run, after.last_job_id.as_deref()), (Some(t0()), Some("j1")));
+    let events = events_of(&*store, "j1").await;
+    assert_eq!(events[0].event.as_str(), "job.scheduled");
+    assert_eq!(events[0].data["scheduleId"], "s");
+    check_path(&events).unwrap();
+
+    // The same fire again (a second node, or a retry) finds it stale.
+    assert_eq!(fire_one(&*store, run(&s, "j2", t0())).await, FireOutcome::Stale);
+    assert!(store.get("j2").await.unwrap().is_none());
+
+    // Even with the bookkeeping undone, the fire key refuses a second job.
+    let rewound = Schedule { next_run: Some(t0()), ..after };
+    let rewound = store.change_schedule(change(ScheduleEventType::Updated, &rewound)).await.unwrap();
+    let outcome = fire_one(&*store, run(&rewound, "j3", t0())).await;
+    assert_eq!(outcome, FireOutcome::Skipped("already fired (job j1)".into()));
+    assert!(store.get("j3").await.unwrap().is_none());
+    assert_eq!(store.schedule("s").await.unwrap().unwrap().next_run, Some(t0() + Duration::minutes(1)));
+}
+
+pub async fn overlap_skip_waits_for_the_previous_run(store: Arc<dyn Store>) {
+    let s = store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s", OverlapPolicy::Skip)))
+        .await
+        .unwrap();
+    assert!(matches!(fire_one(&*store, run(&s, "j1", t0())).await, FireOutcome::Fired(_)));
+    let s = store.schedule("s").await.unwrap().unwrap();
+    let t1 = t0() + Duration::minutes(1);
+    let outcome = fire_one(&*store, run(&s, "j2", t1)).await;
+    assert!(matches!(&outcome, FireOutcome::Skipped(reason) if reason.contains("j1")), "{outcome:?}");
+    assert!(store.get("j2").await.unwrap().is_none());
+    let skipped = store.schedule_events(0, 10).await.unwrap().pop().unwrap();
+    assert_eq!(skipped.event, ScheduleEventType::Skipped);
+    assert!(skipped.data["reason"].as_str().unwrap().contains("still active"));
+
+    // Once the previous run finished, the next fire runs.
+    let claimed = store.claim(claim_request(t1, 1)).await.unwrap().remove(0);
+    store
+        .finish(vec![finish("j1", claimed.lease_token, FinishKind::Complete { result: json!(1) })], t1)
+        .await
+        .unwrap();
+    let s = store.schedule("s").await.unwrap().unwrap();
+    let t2 = t1 + Duration::minutes(1);
+    assert!(matches!(fire_one(&*store, run(&s, "j3", t2)).await, FireOutcome::Fired(_)));
+}
+
+pub async fn skips_and_paused_schedules(store: Arc<dyn Store>) {
+    let s = store
+        .change_schedule(change(ScheduleEventType::Created, &schedule("s", OverlapPolicy::Skip)))
+        .await
+        .unwrap();
+    let skip = Fire { action: FireAction::Skip("misfire".into()), ..run(&s, "j1", t0()) };
+    assert_eq!(fire_one(&*store, skip).await, FireOutcome::Skipped("misfire".into()));
+    let s = store.schedule("s").await.unwrap().unwrap();
+    assert_eq!((s.last_run, s.next_run), (None, Some(t0() + Duration::minutes(1))));
+    let paused = store
+        .change_schedule(change(ScheduleEventType::Paused, &Schedule { paused: true, ..s.clone() }))
+        .await
+        .unwrap();
+    let at = t0() + Duration::minutes(1);
+    assert_eq!(fire_one(&*store, run(&paused, "j2", at)).await, FireOutcome::Stale);
+    assert!(store.get("j2").await.unwrap().is_none());
+}
+
 /// Runs every conformance test against a fresh store from `$make`.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -457,7 +637,11 @@ macro_rules! conformance {
                 a_rescue_without_attempts_left_fails_the_job,
                 a_starting_node_takes_back_its_own_leases_at_once,
                 a_release_gives_the_job_back_uncharged,
-                prune_deletes_only_finished_jobs_past_their_cutoff);
+                prune_deletes_only_finished_jobs_past_their_cutoff,
+                schedule_changes_are_stored_with_their_events,
+                a_fire_enqueues_its_job_once,
+                overlap_skip_waits_for_the_previous_run,
+                skips_and_paused_schedules);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {
