@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::queue::{QueueConfig, Retention};
 use crate::sandbox::Limits;
+use crate::schedule::SchedulerConfig;
 use crate::store::sqlite::Durability;
 
 /// A setting that could not be read.
@@ -56,8 +57,31 @@ pub struct EngineConfig {
     pub jobs: JobDefaults,
     /// How long finished jobs are kept.
     pub retention: RetentionConfig,
+    /// The cron scheduler.
+    pub scheduler: SchedulerSettings,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The scheduler's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// A fire handled later than this is a misfire and follows the
+    /// schedule's misfire policy. Default 60 s.
+    #[serde(deserialize_with = "span")]
+    pub misfire_threshold: Duration,
+    /// How often changes made by other processes (`objectos schedule`) are
+    /// picked up. Default 1 s.
+    #[serde(deserialize_with = "span")]
+    pub poll_interval: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        let defaults = SchedulerConfig::default();
+        Self { misfire_threshold: defaults.misfire_threshold, poll_interval: defaults.poll_interval }
+    }
 }
 
 /// SQLite's commit durability, as written in the config.
@@ -156,6 +180,7 @@ impl Default for EngineConfig {
             workers: WorkersConfig::default(),
             jobs: JobDefaults::default(),
             retention: RetentionConfig::default(),
+            scheduler: SchedulerSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -281,6 +306,9 @@ impl EngineConfig {
         if self.node_id.is_empty() {
             return Err("nodeId must not be empty".into());
         }
+        if self.scheduler.poll_interval.is_zero() {
+            return Err("scheduler.pollInterval must be positive".into());
+        }
         Ok(())
     }
 
@@ -313,6 +341,14 @@ impl EngineConfig {
                 failed: self.retention.failed,
             },
             ..defaults
+        }
+    }
+
+    /// The scheduler's settings.
+    pub fn scheduler_config(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            misfire_threshold: self.scheduler.misfire_threshold,
+            poll_interval: self.scheduler.poll_interval,
         }
     }
 

@@ -1,7 +1,8 @@
 //! One engine process on the embedded database, assembled from an
 //! [`EngineConfig`]: the data directory and its lock, the SQLite store, the
-//! sandbox, the handler registry and the queue. `objectos serve` and
-//! `objectos demo` are both a node.
+//! sandbox, the handler registry, the queue and the scheduler. `objectos
+//! serve` and `objectos demo` are both a node; local commands such as
+//! `objectos schedule` open the same parts beside it without the lock.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -12,8 +13,9 @@ use thiserror::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::queue::{AllowAll, Queue, QueueParts};
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxConfig, Services};
+use crate::schedule::Scheduler;
 use crate::store::{SqliteStore, Store};
 
 /// Why a node could not start.
@@ -42,23 +44,50 @@ pub enum NodeError {
 pub struct Node {
     /// The queue (start its workers with [`Queue::start`]).
     pub queue: Queue,
+    /// The scheduler (start its loop with [`Scheduler::start`]).
+    pub scheduler: Scheduler,
     /// The settings it was built from.
     pub config: EngineConfig,
-    _lock: File,
+    _lock: Option<File>,
 }
+
+/// The handlers every data directory has until the built-in jobs land: the
+/// guest SDK's examples, compiled into this binary.
+const EXAMPLE_HANDLERS: [(&str, &[u8]); 4] = [
+    ("template", crate::examples::TEMPLATE),
+    ("tasks", crate::examples::TASKS),
+    ("contacts-summary", crate::examples::CONTACTS_SUMMARY),
+    ("csv-export", crate::examples::CSV_EXPORT),
+];
 
 impl Node {
     /// Prepares the data directory, takes its lock and opens everything.
     pub fn open(config: EngineConfig) -> Result<Self, NodeError> {
-        let data_dir = &config.data_dir;
-        let dir_error =
-            |e: std::io::Error| NodeError::DataDir { path: data_dir.clone(), message: e.to_string() };
-        std::fs::create_dir_all(data_dir).map_err(dir_error)?;
-        let lock_path = data_dir.join("objectos.lock");
-        let lock = File::create(&lock_path).map_err(dir_error)?;
+        let lock = File::create(Self::prepare_dir(&config)?.join("objectos.lock"))
+            .map_err(|e| NodeError::DataDir { path: config.data_dir.clone(), message: e.to_string() })?;
         // The kernel drops the lock when the process dies, even by kill -9,
         // so a crashed node never blocks its own restart.
-        lock.try_lock().map_err(|_| NodeError::Locked(data_dir.clone()))?;
+        lock.try_lock().map_err(|_| NodeError::Locked(config.data_dir.clone()))?;
+        Self::assemble(config, Some(lock))
+    }
+
+    /// Opens the data directory beside a node that may be serving it, for a
+    /// local command: the database takes several processes, and the
+    /// serving node picks up schedule changes within its poll interval.
+    /// Run no workers on it.
+    pub fn open_beside(config: EngineConfig) -> Result<Self, NodeError> {
+        Self::prepare_dir(&config)?;
+        Self::assemble(config, None)
+    }
+
+    fn prepare_dir(config: &EngineConfig) -> Result<&std::path::Path, NodeError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| NodeError::DataDir { path: config.data_dir.clone(), message: e.to_string() })?;
+        Ok(&config.data_dir)
+    }
+
+    fn assemble(config: EngineConfig, lock: Option<File>) -> Result<Self, NodeError> {
+        let data_dir = &config.data_dir;
 
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config.database_path(), config.durability())?);
         let mut sandbox_config = SandboxConfig::new();
@@ -81,6 +110,18 @@ impl Node {
             services: Services::in_memory(),
             config: config.queue_config(),
         });
-        Ok(Self { queue, config, _lock: lock })
+        let scheduler = Scheduler::new(queue.clone(), config.scheduler_config());
+        Ok(Self { queue, scheduler, config, _lock: lock })
+    }
+
+    /// Registers the example handlers this data directory does not have yet.
+    pub async fn install_examples(&self) -> Result<(), RegistryError> {
+        let registry = self.queue.registry();
+        for (name, wasm) in EXAMPLE_HANDLERS {
+            if matches!(registry.get(name).await, Err(RegistryError::Unknown(_))) {
+                registry.register(name, wasm.to_vec()).await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -5,5 +5,6 @@
 mod cli_run;
 mod examples;
 mod guest_sdk;
+mod schedule;
 mod serve;
 mod support;

@@ -1,7 +1,8 @@
-//! `objectos demo`: the whole queue at work in one command. Starts an
+//! `objectos demo`: the whole engine at work in one command. Starts an
 //! engine on a temporary embedded database, registers two example handlers,
 //! enqueues jobs that show priorities, a retry, a timeout and a cancel,
-//! waits for them, and prints what happened. Later features join the tour.
+//! fires a seconds-field schedule, and prints what happened. Later features
+//! join the tour.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use objectos_engine::config::EngineConfig;
 use objectos_engine::examples;
-use objectos_engine::jobs::{Backoff, Job, JobStatus, NewJob, Priority};
+use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
 use objectos_engine::node::Node;
 use objectos_engine::principal::Principal;
+use objectos_engine::queue::Queue;
+use objectos_engine::schedule::ScheduleSpec;
 use serde_json::json;
 
-/// Show the engine at work: priorities, a retry, a timeout, a cancel, stats.
+/// Show the engine at work: priorities, a retry, a timeout, a cancel, a schedule, stats.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  objectos demo")]
 pub struct DemoArgs {
@@ -136,10 +139,33 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
         );
     }
 
+    println!("\n5. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
+    let scheduler = node.scheduler.start().await?;
+    let spec = ScheduleSpec::new("*/2 * * * * *", "template", json!({"name": "Cron", "times": 1}));
+    let schedule = node.scheduler.add(&ops, Some("every-two-seconds".into()), spec).await?;
+    println!("   added `{}`, first fire due {}", schedule.id, clock_time(schedule.next_run));
+    let fired = watch_fires(queue, &schedule.id, 3).await?;
+    node.scheduler.pause(&ops, &schedule.id).await?;
+    scheduler.stop().await;
+    let events = queue.store().events(0, 100_000).await?;
+    for job in &fired {
+        // The job's `job.scheduled` event records the fire time it was for.
+        let fire = events.iter().find(|e| e.job_id == job.id).map(|e| e.data.clone()).unwrap_or_default();
+        println!(
+            "   fire for {} stored at {} ({} ms late)  {}  {}",
+            clock_time(fire["due"].as_str().and_then(|due| due.parse().ok())),
+            clock_time(Some(job.created_at)),
+            fire["lateMs"],
+            job.status.as_str(),
+            outcome(job)
+        );
+    }
+    println!("   paused the schedule after {} fires.", fired.len());
+
     let (counts, stats) = queue.stats().await?;
     let by_status: Vec<String> = counts.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
-        "\n5. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
+        "\n6. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
         by_status.join(", "),
         elapsed.as_secs_f64(),
         stats.attempts,
@@ -153,6 +179,29 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     );
     println!("or `objectos serve` to run the engine for real.");
     Ok(())
+}
+
+/// Waits until `count` jobs of `schedule` have finished and returns them, oldest first.
+async fn watch_fires(queue: &Queue, schedule: &str, count: usize) -> anyhow::Result<Vec<Job>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let query = JobQuery { sort: JobSort::CreatedAtAsc, limit: Some(1000), ..Default::default() };
+        let fired: Vec<Job> = queue
+            .list(&query)
+            .await?
+            .into_iter()
+            .filter(|j| j.schedule_id.as_deref() == Some(schedule))
+            .collect();
+        if fired.iter().filter(|j| j.status.is_final()).count() >= count {
+            return Ok(fired.into_iter().filter(|j| j.status.is_final()).take(count).collect());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the schedule did not fire {count} times in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn clock_time(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map_or_else(|| "never".into(), |at| at.format("%H:%M:%S%.3f").to_string())
 }
 
 fn greet(name: &str) -> NewJob {

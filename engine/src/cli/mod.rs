@@ -3,6 +3,7 @@
 
 mod demo;
 mod run;
+mod schedule;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ pub struct Cli {
 enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
+    Schedule(schedule::ScheduleArgs),
     Serve(serve::ServeArgs),
 }
 
@@ -32,6 +34,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::demo(args),
         Command::Run(args) => run::run(args),
+        Command::Schedule(args) => schedule::schedule(args),
         Command::Serve(args) => serve::serve(args),
     }
 }

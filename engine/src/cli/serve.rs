@@ -1,5 +1,6 @@
 //! `objectos serve`: the engine as a long-running process on the embedded
-//! database. Runs the workers until SIGINT or SIGTERM, then shuts down
+//! database. Runs the workers and the scheduler until SIGINT or SIGTERM,
+//! then stops firing schedules and shuts down
 //! gracefully: no new claims, running jobs get `workers.shutdownGrace` to
 //! finish, and whatever still runs is released to run again.
 
@@ -80,8 +81,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             concurrency = node.config.workers.concurrency,
             "objectos is serving; stop with Ctrl-C or SIGTERM"
         );
+        node.install_examples().await?;
         let workers = node.queue.start();
+        let scheduler = node.scheduler.start().await?;
         let signal = stop_signal().await?;
+        scheduler.stop().await;
         let running = node.queue.running_count();
         tracing::info!(signal, running, grace_ms = grace.as_millis() as u64, "shutting down");
         let report = workers.shutdown(Some(grace)).await;
