@@ -75,12 +75,20 @@ pub struct SchedulerSettings {
     /// picked up. Default 1 s.
     #[serde(deserialize_with = "span")]
     pub poll_interval: Duration,
+    /// How long before its time a fire is handled (its job waits for the
+    /// time). Default 200 ms.
+    #[serde(deserialize_with = "span")]
+    pub lead: Duration,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
         let defaults = SchedulerConfig::default();
-        Self { misfire_threshold: defaults.misfire_threshold, poll_interval: defaults.poll_interval }
+        Self {
+            misfire_threshold: defaults.misfire_threshold,
+            poll_interval: defaults.poll_interval,
+            lead: defaults.lead,
+        }
     }
 }
 
@@ -349,6 +357,7 @@ impl EngineConfig {
         SchedulerConfig {
             misfire_threshold: self.scheduler.misfire_threshold,
             poll_interval: self.scheduler.poll_interval,
+            lead: self.scheduler.lead,
         }
     }
 

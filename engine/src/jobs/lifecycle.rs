@@ -6,6 +6,7 @@
 //! | enqueue | — | pending | `job.enqueued` |
 //! | enqueue-delayed | — | scheduled | `job.enqueued` |
 //! | fire | — (a schedule fired) | pending | `job.scheduled` |
+//! | fire-ahead | — (a schedule fired just before its time) | scheduled | `job.scheduled` |
 //! | claim | pending, scheduled, retrying | running | `job.started` |
 //! | complete | running | completed | `job.completed` |
 //! | retry | running | retrying | `job.retried` |
@@ -103,6 +104,9 @@ pub enum Transition {
     EnqueueDelayed,
     /// A new job enqueued by a schedule's fire.
     Fire,
+    /// A new job enqueued by a schedule's fire a moment before its time
+    /// (the scheduler's lead), waiting for it.
+    FireAhead,
     /// A worker takes the job and starts an attempt.
     Claim,
     /// The attempt returned a result.
@@ -128,6 +132,7 @@ pub const TRANSITIONS: &[(Transition, &[JobStatus], JobStatus, EventType)] = &[
     (Transition::Enqueue, &[], Pending, EventType::Enqueued),
     (Transition::EnqueueDelayed, &[], Scheduled, EventType::Enqueued),
     (Transition::Fire, &[], Pending, EventType::Scheduled),
+    (Transition::FireAhead, &[], Scheduled, EventType::Scheduled),
     (Transition::Claim, &[Pending, Scheduled, Retrying], Running, EventType::Started),
     (Transition::Complete, &[Running], Completed, EventType::Completed),
     (Transition::Retry, &[Running], Retrying, EventType::Retried),

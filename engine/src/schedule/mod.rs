@@ -203,6 +203,9 @@ impl ScheduleEventType {
     }
 }
 
+/// The actor of events the scheduler causes by itself (skipped fires).
+pub const SCHEDULER_ACTOR: &str = "objectos:scheduler";
+
 /// One schedule event, written in the same transaction as its change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -216,7 +219,7 @@ pub struct ScheduleEvent {
     pub event: ScheduleEventType,
     /// The schedule.
     pub schedule_id: String,
-    /// Who did it (the scheduler itself for a skip: the schedule's owner).
+    /// Who did it ([`SCHEDULER_ACTOR`] for a skip).
     pub actor: Principal,
     /// Details: the schedule after the change, or the skipped fire and why.
     pub data: Value,

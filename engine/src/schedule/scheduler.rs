@@ -91,11 +91,21 @@ pub struct SchedulerConfig {
     pub misfire_threshold: Duration,
     /// How often changes made by other processes are picked up. Default 1 s.
     pub poll_interval: Duration,
+    /// How long before its time a fire is handled: its job is stored ahead
+    /// and waits (`scheduled`) until the fire time, so a burst of fires
+    /// due at the same moment is runnable at that moment rather than after
+    /// it has been written. A pause or removal within this window does not
+    /// stop the fire already handled. Default 200 ms; zero fires at the time.
+    pub lead: Duration,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { misfire_threshold: Duration::from_secs(60), poll_interval: Duration::from_secs(1) }
+        Self {
+            misfire_threshold: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            lead: Duration::from_millis(200),
+        }
     }
 }
 
@@ -108,7 +118,8 @@ pub struct Fired {
     pub job: Job,
     /// The fire time.
     pub due: DateTime<Utc>,
-    /// How late the job was stored (committed) after its fire time.
+    /// How late the job was stored (committed) after its fire time;
+    /// negative when it was stored ahead of it (see [`SchedulerConfig::lead`]).
     pub late: chrono::Duration,
 }
 
@@ -123,9 +134,48 @@ pub struct TickReport {
     pub stale: usize,
 }
 
+/// A held schedule. 100,000 of them must fit in little memory, so the
+/// spec stays serialized until a fire needs it.
 struct Entry {
-    schedule: Schedule,
+    spec: Box<str>,
     times: CronSchedule,
+    revision: u64,
+    paused: bool,
+    next_run: Option<DateTime<Utc>>,
+    last_run: Option<DateTime<Utc>>,
+    last_job_id: Option<Box<str>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Entry {
+    fn new(schedule: Schedule, times: CronSchedule) -> Self {
+        Entry {
+            spec: serde_json::to_string(&schedule.spec).expect("specs serialize").into(),
+            times,
+            revision: schedule.revision,
+            paused: schedule.paused,
+            next_run: schedule.next_run,
+            last_run: schedule.last_run,
+            last_job_id: schedule.last_job_id.map(Into::into),
+            created_at: schedule.created_at,
+            updated_at: schedule.updated_at,
+        }
+    }
+
+    fn schedule(&self, id: &str) -> Schedule {
+        Schedule {
+            id: id.to_string(),
+            spec: serde_json::from_str(&self.spec).expect("a spec this process serialized"),
+            paused: self.paused,
+            next_run: self.next_run,
+            last_run: self.last_run,
+            last_job_id: self.last_job_id.as_deref().map(Into::into),
+            revision: self.revision,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// Every unpaused schedule's next fire time, in order.
@@ -141,7 +191,7 @@ impl Index {
     /// Holds `schedule` (unless a newer revision is held already).
     fn put(&mut self, schedule: Schedule) {
         if let Some(held) = self.entries.get(&schedule.id)
-            && held.schedule.revision > schedule.revision
+            && held.revision > schedule.revision
         {
             return;
         }
@@ -156,7 +206,7 @@ impl Index {
         if let Some(at) = schedule.next_run.filter(|_| !schedule.paused) {
             self.due.insert((at, schedule.id.clone()));
         }
-        self.entries.insert(schedule.id.clone(), Entry { schedule, times });
+        self.entries.insert(schedule.id.clone(), Entry::new(schedule, times));
     }
 
     fn retry_at(&mut self, id: &str, at: DateTime<Utc>) {
@@ -167,7 +217,7 @@ impl Index {
 
     fn remove(&mut self, id: &str) {
         if let Some(entry) = self.entries.remove(id)
-            && let Some(at) = entry.schedule.next_run
+            && let Some(at) = entry.next_run
         {
             self.due.remove(&(at, id.to_string()));
         }
@@ -183,7 +233,7 @@ impl Index {
             }
             let Some((_, id)) = self.due.pop_first() else { break };
             if let Some(entry) = self.entries.get(&id) {
-                taken.push((entry.schedule.clone(), entry.times.clone()));
+                taken.push((entry.schedule(&id), entry.times.clone()));
             }
         }
         taken
@@ -256,7 +306,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// the schedule in between.
 const CHANGE_ATTEMPTS: usize = 8;
 /// Fires handled in one store operation.
-const FIRE_BATCH: usize = 512;
+const FIRE_BATCH: usize = 256;
+/// Schedules read from the store at a time.
+const LOAD_PAGE: usize = 1000;
+/// Batches planned and written at once.
+const PIPELINE: usize = 16;
 
 impl Scheduler {
     /// A scheduler enqueueing through `queue`. Call [`Scheduler::start`] to fire schedules.
@@ -433,22 +487,49 @@ impl Scheduler {
         self.inner.queue.store().schedule(id).await?.ok_or_else(|| ScheduleError::NotFound(id.to_string()))
     }
 
+    /// A page of schedules by id: up to `limit` after `after` ("" first).
+    pub async fn page(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, ScheduleError> {
+        Ok(self.inner.queue.store().schedules(after, limit).await?)
+    }
+
     /// Every schedule, by id.
     pub async fn list(&self) -> Result<Vec<Schedule>, ScheduleError> {
-        Ok(self.inner.queue.store().schedules().await?.0)
+        let mut all = Vec::new();
+        loop {
+            let page = self.page(all.last().map_or("", |s: &Schedule| s.id.as_str()), LOAD_PAGE).await?;
+            let done = page.len() < LOAD_PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     /// Reads every schedule from the store into the index (done by
-    /// [`Scheduler::start`]). Returns how many there are.
+    /// [`Scheduler::start`]), a page at a time so loading 100,000 needs
+    /// little more memory than holding them. Returns how many there are.
     pub async fn load(&self) -> Result<usize, ScheduleError> {
-        let (schedules, cursor) = self.inner.queue.store().schedules().await?;
-        let count = schedules.len();
-        let mut index = self.index();
-        *index = Index { cursor, ..Index::default() };
-        for schedule in schedules {
-            index.put(schedule);
+        let store = self.inner.queue.store();
+        // Changes made while the pages are read come again from the events
+        // after this point; applying one twice is harmless.
+        let cursor = store.last_schedule_event().await?;
+        *self.index() = Index { cursor, ..Index::default() };
+        let (mut after, mut count) = (String::new(), 0);
+        loop {
+            let page = store.schedules(&after, LOAD_PAGE).await?;
+            count += page.len();
+            let done = page.len() < LOAD_PAGE;
+            if let Some(last) = page.last() {
+                after = last.id.clone();
+            }
+            let mut index = self.index();
+            for schedule in page {
+                index.put(schedule);
+            }
+            if done {
+                return Ok(count);
+            }
         }
-        Ok(count)
     }
 
     /// Follows changes other processes made since the last look, from the
@@ -480,40 +561,63 @@ impl Scheduler {
         self.index().due.first().map(|(at, _)| *at)
     }
 
-    /// Fires every schedule due by now: what the loop does when it wakes.
+    /// When the loop next has work: the earliest fire time less the lead.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let lead = chrono::Duration::from_std(self.inner.config.lead).unwrap_or_default();
+        self.next_due().map(|due| due - lead)
+    }
+
+    /// Fires every schedule due by now (and within the lead): what the loop
+    /// does when it wakes.
     pub async fn run_due(&self) -> Result<TickReport, ScheduleError> {
         let mut report = TickReport::default();
+        let lead = chrono::Duration::from_std(self.inner.config.lead).unwrap_or_default();
         loop {
             let now = self.now();
-            let taken = self.index().take_due(now, FIRE_BATCH);
-            let more = taken.len() == FIRE_BATCH;
+            let taken = self.index().take_due(now + lead, FIRE_BATCH * PIPELINE);
             if taken.is_empty() {
                 return Ok(report);
             }
-            self.fire(taken, now, &mut report).await?;
-            if !more {
+            // Each batch's write starts as soon as it is planned: planning the
+            // next overlaps it, and the store commits waiting writes together.
+            let mut writes = Vec::new();
+            for batch in taken.chunks(FIRE_BATCH) {
+                let fires = self.plan(batch, now).await;
+                let (store, sent) = (self.inner.queue.store().clone(), fires.clone());
+                writes.push((batch, fires, tokio::spawn(async move { store.fire(sent).await })));
+            }
+            let mut failure = None;
+            for (batch, fires, write) in writes {
+                let outcomes = write.await.unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+                if let Err(error) = self.settle(batch, &fires, outcomes, now, &mut report).await {
+                    failure = Some(error);
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            if taken.len() < FIRE_BATCH * PIPELINE {
                 return Ok(report);
             }
         }
     }
 
-    async fn fire(
-        &self,
-        taken: Vec<(Schedule, CronSchedule)>,
-        now: DateTime<Utc>,
-        report: &mut TickReport,
-    ) -> Result<(), ScheduleError> {
+    /// Decides each due schedule's fire: its next run, and the job to
+    /// enqueue or why none.
+    async fn plan(&self, taken: &[(Schedule, CronSchedule)], now: DateTime<Utc>) -> Vec<Fire> {
         let threshold = chrono::Duration::from_std(self.inner.config.misfire_threshold).unwrap_or_default();
         let mut fires = Vec::with_capacity(taken.len());
         let mut to_prepare = Vec::new();
-        for (schedule, times) in &taken {
+        for (schedule, times) in taken {
             let due = schedule.next_run.unwrap_or(now);
             // Fires missed beyond the next collapse into this one.
             let next_run = times.next_after(due.max(now));
             let action = if now - due > threshold && schedule.spec.misfire == MisfirePolicy::Skip {
                 FireAction::Skip(format!("misfire: {}s late (policy skip)", (now - due).num_seconds()))
             } else {
-                to_prepare.push((fires.len(), schedule.spec.new_job()));
+                // A fire handled ahead of its time waits for it.
+                let job = crate::jobs::NewJob { run_at: Some(due), ..schedule.spec.new_job() };
+                to_prepare.push((fires.len(), job));
                 FireAction::Skip(String::new()) // replaced by `prepare_fired_jobs`
             };
             fires.push(Fire {
@@ -525,8 +629,20 @@ impl Scheduler {
                 now,
             });
         }
-        self.prepare_fired_jobs(&taken, &mut fires, to_prepare, now).await;
-        let outcomes = match self.inner.queue.store().fire(fires.clone()).await {
+        self.prepare_fired_jobs(taken, &mut fires, to_prepare, now).await;
+        fires
+    }
+
+    /// Takes the outcomes of a batch of fires into the index and the report.
+    async fn settle(
+        &self,
+        taken: &[(Schedule, CronSchedule)],
+        fires: &[Fire],
+        outcomes: Result<Vec<Result<FireOutcome, StoreError>>, StoreError>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), ScheduleError> {
+        let outcomes = match outcomes {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 self.retry_later(fires.iter().map(|f| f.schedule_id.as_str()), now);
@@ -535,7 +651,7 @@ impl Scheduler {
         };
         let committed = self.now();
         let mut any_fired = false;
-        for (((schedule, _), fire), outcome) in taken.iter().zip(&fires).zip(outcomes) {
+        for (((schedule, _), fire), outcome) in taken.iter().zip(fires).zip(outcomes) {
             match outcome {
                 Ok(FireOutcome::Fired(job)) => {
                     any_fired = true;
@@ -628,7 +744,7 @@ impl Scheduler {
                 }
                 next_sync = clock.now() + poll;
             }
-            let wake_at = self.next_due().map_or(next_sync, |due| due.min(next_sync));
+            let wake_at = self.next_wake().map_or(next_sync, |at| at.min(next_sync));
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = clock.sleep_until(wake_at) => {}

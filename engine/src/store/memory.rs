@@ -140,7 +140,7 @@ impl State {
         };
         match job {
             Err(reason) => {
-                self.emit_schedule(skipped_event(&schedule, &fire, &reason));
+                self.emit_schedule(skipped_event(&fire, &reason));
                 self.schedules.insert(schedule.id.clone(), advanced(&schedule, &fire, None));
                 FireOutcome::Skipped(reason)
             }
@@ -527,9 +527,14 @@ impl Store for MemoryStore {
         Ok(self.lock().schedules.get(id).cloned())
     }
 
-    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError> {
+    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError> {
         let state = self.lock();
-        Ok((state.schedules.values().cloned().collect(), state.schedule_events.len() as u64))
+        let later = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        Ok(state.schedules.range::<str, _>(later).take(limit).map(|(_, s)| s.clone()).collect())
+    }
+
+    async fn last_schedule_event(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().schedule_events.len() as u64)
     }
 
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {

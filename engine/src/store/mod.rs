@@ -344,9 +344,12 @@ pub trait Store: Send + Sync + 'static {
     /// One schedule.
     async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
 
-    /// Every schedule by id, with the sequence number of the latest
-    /// schedule event at the same moment (to follow changes from there).
-    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError>;
+    /// Up to `limit` schedules with an id after `after` ("" for the first
+    /// page), by id.
+    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError>;
+
+    /// The sequence number of the latest schedule event (0 if none).
+    async fn last_schedule_event(&self) -> Result<u64, StoreError>;
 
     /// Schedule events with a sequence number above `after`, oldest first.
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError>;
@@ -392,13 +395,13 @@ pub(crate) fn fire_applies(current: Option<&Schedule>, fire: &Fire) -> bool {
 }
 
 /// The event recording a skipped fire.
-pub(crate) fn skipped_event(schedule: &Schedule, fire: &Fire, reason: &str) -> ScheduleEvent {
+pub(crate) fn skipped_event(fire: &Fire, reason: &str) -> ScheduleEvent {
     ScheduleEvent {
         seq: 0,
         at: fire.now,
         event: ScheduleEventType::Skipped,
-        schedule_id: schedule.id.clone(),
-        actor: schedule.spec.run_as.clone().unwrap_or_default(),
+        schedule_id: fire.schedule_id.clone(),
+        actor: Principal::new(crate::schedule::SCHEDULER_ACTOR, &[]),
         data: serde_json::json!({ "due": fire.due, "reason": reason }),
     }
 }
@@ -411,9 +414,13 @@ pub(crate) fn overlap_reason(job_id: Option<&str>) -> String {
 /// The `job.scheduled` event of a fired job.
 pub(crate) fn fired_event(job: &Job, fire: &Fire) -> JobEvent {
     let late = (fire.now - fire.due).num_milliseconds().max(0);
+    let transition = match job.status {
+        JobStatus::Scheduled => crate::jobs::Transition::FireAhead,
+        _ => crate::jobs::Transition::Fire,
+    };
     event_for(
         job,
-        crate::jobs::Transition::Fire,
+        transition,
         None,
         fire.now,
         serde_json::json!({ "scheduleId": fire.schedule_id, "due": fire.due, "lateMs": late, "priority": job.priority }),

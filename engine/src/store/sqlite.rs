@@ -22,15 +22,14 @@ use tokio::sync::oneshot;
 
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireAction, FireOutcome, HandlerRecord,
-    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change,
-    event_for, finish_events, fire_applies, fire_key, fired_event, lost_attempt, overlap_reason,
-    schedule_change_event, skipped_event,
+    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for,
+    finish_events, fire_key, fired_event, lost_attempt, overlap_reason, schedule_change_event, skipped_event,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
 };
 use crate::sandbox::Progress;
-use crate::schedule::{OverlapPolicy, Schedule, ScheduleEvent, ScheduleEventType};
+use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 /// Schema migrations, applied in order on open; never edit a shipped one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -123,8 +122,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE UNIQUE INDEX jobs_fire_key ON jobs (fire_key) WHERE fire_key IS NOT NULL;
     CREATE TABLE schedules (
         id TEXT PRIMARY KEY,
-        body TEXT NOT NULL,
-        next_run INTEGER
+        spec TEXT NOT NULL,
+        paused INTEGER NOT NULL,
+        next_run INTEGER,
+        last_run INTEGER,
+        last_job_id TEXT,
+        revision INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
     );
     CREATE INDEX schedules_due ON schedules (next_run) WHERE next_run IS NOT NULL;
     CREATE TABLE schedule_events (
@@ -170,6 +175,23 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Work>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: mpsc::Sender<()>,
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Copies the WAL into the database file beside the writer. Left to the
+/// writer (SQLite's automatic checkpoint), every thousandth page written
+/// stalled a commit — and every caller waiting on it — while the pages were
+/// copied and synced. A passive checkpoint never blocks the writer.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying");
+        }
+    }
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -225,13 +247,20 @@ impl SqliteStore {
         }
         let mut writer_conn = open_connection(&path, durability)?;
         migrate(&mut writer_conn)?;
+        writer_conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(backend)?;
         let reader = open_connection(&path, durability)?;
+        let checkpoint_conn = open_connection(&path, durability)?;
         let (writer, work) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("objectos-sqlite-writer".into())
             .spawn(move || write_loop(writer_conn, work))
             .map_err(backend)?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), path })
+        let (checkpointer, stop) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("objectos-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop))
+            .map_err(backend)?;
+        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), path, _checkpointer: checkpointer })
     }
 
     /// The database file.
@@ -1074,23 +1103,23 @@ impl Store for SqliteStore {
         self.read(move |conn| get_schedule(conn, &id)).await
     }
 
-    async fn schedules(&self) -> Result<(Vec<Schedule>, u64), StoreError> {
+    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        let after = after.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))
+            .and_then(|mut stmt| stmt.query_map(params![after, limit as i64], schedule_from_row)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn last_schedule_event(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
-            // One read transaction, so the list and the event position agree.
-            control(conn, "BEGIN")?;
-            let read = || -> Result<(Vec<Schedule>, u64), StoreError> {
-                let schedules = conn
-                    .prepare_cached("SELECT body FROM schedules ORDER BY id")
-                    .and_then(|mut stmt| stmt.query_map([], |r| parse(&r.get::<_, String>(0)?))?.collect())
-                    .map_err(backend)?;
-                let last: i64 = conn
-                    .query_row("SELECT coalesce(max(seq), 0) FROM schedule_events", [], |r| r.get(0))
-                    .map_err(backend)?;
-                Ok((schedules, last as u64))
-            };
-            let result = read();
-            control(conn, "COMMIT")?;
-            result
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM schedule_events", [], |r| r.get::<_, i64>(0))
+                .map(|seq| seq as u64)
+                .map_err(backend)
         })
         .await
     }
@@ -1110,19 +1139,48 @@ impl Store for SqliteStore {
     }
 }
 
+const SCHEDULE_COLUMNS: &str =
+    "id, spec, paused, next_run, last_run, last_job_id, revision, created_at, updated_at";
+
+fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Schedule> {
+    Ok(Schedule {
+        id: row.get(0)?,
+        spec: parse(&row.get::<_, String>(1)?)?,
+        paused: row.get(2)?,
+        next_run: row.get::<_, Option<i64>>(3)?.map(time),
+        last_run: row.get::<_, Option<i64>>(4)?.map(time),
+        last_job_id: row.get(5)?,
+        revision: row.get::<_, i64>(6)? as u64,
+        created_at: time(row.get(7)?),
+        updated_at: time(row.get(8)?),
+    })
+}
+
 fn get_schedule(conn: &Connection, id: &str) -> Result<Option<Schedule>, StoreError> {
-    conn.prepare_cached("SELECT body FROM schedules WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([id], |r| parse(&r.get::<_, String>(0)?)).optional())
+    conn.prepare_cached(&format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], schedule_from_row).optional())
         .map_err(backend)
 }
 
 fn put_schedule(conn: &Connection, schedule: &Schedule) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT OR REPLACE INTO schedules (id, body, next_run) VALUES (?1, ?2, ?3)")
-        .and_then(|mut stmt| {
-            stmt.execute(params![schedule.id, json(schedule), schedule.next_run.map(millis)])
-        })
-        .map(drop)
-        .map_err(backend)
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            schedule.id,
+            json(&schedule.spec),
+            schedule.paused,
+            schedule.next_run.map(millis),
+            schedule.last_run.map(millis),
+            schedule.last_job_id,
+            schedule.revision as i64,
+            millis(schedule.created_at),
+            millis(schedule.updated_at),
+        ])
+    })
+    .map(drop)
+    .map_err(backend)
 }
 
 fn insert_schedule_event(conn: &Connection, event: &ScheduleEvent) -> Result<(), StoreError> {
@@ -1156,17 +1214,46 @@ fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
     })
 }
 
+/// The parts of a schedule a fire reads and writes, kept out of the JSON
+/// spec so a fire neither parses nor rewrites it.
+struct FireState {
+    revision: u64,
+    paused: bool,
+    next_run: Option<DateTime<Utc>>,
+    last_job_id: Option<String>,
+    overlap_skip: bool,
+}
+
 fn fire_one(conn: &Connection, fire: Fire) -> Result<FireOutcome, StoreError> {
-    let Some(schedule) = get_schedule(conn, &fire.schedule_id)?.filter(|s| fire_applies(Some(s), &fire))
+    let state = conn
+        .prepare_cached(
+            "SELECT revision, paused, next_run, last_job_id, json_extract(spec, '$.overlap') = 'skip'
+             FROM schedules WHERE id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([&fire.schedule_id], |r| {
+                Ok(FireState {
+                    revision: r.get::<_, i64>(0)? as u64,
+                    paused: r.get(1)?,
+                    next_run: r.get::<_, Option<i64>>(2)?.map(time),
+                    last_job_id: r.get(3)?,
+                    overlap_skip: r.get::<_, Option<bool>>(4)?.unwrap_or(false),
+                })
+            })
+            .optional()
+        })
+        .map_err(backend)?;
+    let Some(state) =
+        state.filter(|s| s.revision == fire.revision && !s.paused && s.next_run == Some(fire.due))
     else {
         return Ok(FireOutcome::Stale);
     };
-    let key = fire_key(&schedule.id, fire.due);
+    let key = fire_key(&fire.schedule_id, fire.due);
     let job = match &fire.action {
         FireAction::Skip(reason) => Err(reason.clone()),
         FireAction::Run(job) => {
-            let overlapping = schedule.spec.overlap == OverlapPolicy::Skip
-                && match schedule.last_job_id.as_deref() {
+            let overlapping = state.overlap_skip
+                && match state.last_job_id.as_deref() {
                     Some(id) => get_status(conn, id)?.is_some_and(|status| !status.is_final()),
                     None => false,
                 };
@@ -1175,24 +1262,35 @@ fn fire_one(conn: &Connection, fire: Fire) -> Result<FireOutcome, StoreError> {
                 .and_then(|mut stmt| stmt.query_row([&key], |r| r.get(0)).optional())
                 .map_err(backend)?;
             match earlier {
-                _ if overlapping => Err(overlap_reason(schedule.last_job_id.as_deref())),
+                _ if overlapping => Err(overlap_reason(state.last_job_id.as_deref())),
                 Some(earlier) => Err(format!("already fired (job {earlier})")),
                 None => Ok(job.as_ref().clone()),
             }
         }
     };
-    match job {
+    let (last_run, last_job_id) = match &job {
+        Ok(job) => (Some(fire.now), Some(job.id.clone())),
+        Err(_) => (None, None),
+    };
+    let outcome = match job {
         Err(reason) => {
-            insert_schedule_event(conn, &skipped_event(&schedule, &fire, &reason))?;
-            put_schedule(conn, &advanced(&schedule, &fire, None))?;
-            Ok(FireOutcome::Skipped(reason))
+            insert_schedule_event(conn, &skipped_event(&fire, &reason))?;
+            FireOutcome::Skipped(reason)
         }
         Ok(job) => {
             insert_job(conn, &job, &fired_event(&job, &fire), Some(&key))?;
-            put_schedule(conn, &advanced(&schedule, &fire, Some(&job)))?;
-            Ok(FireOutcome::Fired(Box::new(job)))
+            FireOutcome::Fired(Box::new(job))
         }
-    }
+    };
+    conn.prepare_cached(
+        "UPDATE schedules SET next_run = ?2, revision = revision + 1,
+         last_run = coalesce(?3, last_run), last_job_id = coalesce(?4, last_job_id) WHERE id = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![fire.schedule_id, fire.next_run.map(millis), last_run.map(millis), last_job_id])
+    })
+    .map_err(backend)?;
+    Ok(outcome)
 }
 
 fn get_status(conn: &Connection, id: &str) -> Result<Option<JobStatus>, StoreError> {

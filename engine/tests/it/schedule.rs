@@ -299,3 +299,23 @@ async fn the_loop_wakes_at_the_fire_time() {
     handle.stop().await;
     assert_eq!(f.jobs_of("loop").await[0].created_at, f.clock.now());
 }
+
+#[tokio::test]
+async fn a_fire_handled_within_the_lead_waits_for_its_time() {
+    let f = fixture().await;
+    f.add("ahead", every("*/10 * * * * *")).await;
+    let report = f.tick(Duration::milliseconds(9_900)).await;
+    assert_eq!(report.fired.len(), 1, "200 ms lead: the fire at 10 s is handled at 9.9 s");
+    assert_eq!(report.fired[0].late, Duration::milliseconds(-100));
+    let job = &f.jobs_of("ahead").await[0];
+    assert_eq!((job.status, job.run_at), (JobStatus::Scheduled, t0() + Duration::seconds(10)));
+    let events: Vec<_> =
+        f.queue.store().events(0, 100).await.unwrap().into_iter().filter(|e| e.job_id == job.id).collect();
+    assert_eq!((events[0].event.as_str(), events[0].to), ("job.scheduled", JobStatus::Scheduled));
+    objectos_engine::jobs::lifecycle::check_path(&events).unwrap();
+    assert_eq!(
+        f.queue.store().next_run_at().await.unwrap(),
+        Some(t0() + Duration::seconds(10)),
+        "runs at its time"
+    );
+}

@@ -510,12 +510,15 @@ pub async fn schedule_changes_are_stored_with_their_events(store: Arc<dyn Store>
         .change_schedule(change(ScheduleEventType::Created, &schedule("s2", OverlapPolicy::Skip)))
         .await
         .unwrap();
-    let (all, last) = store.schedules().await.unwrap();
+    let all = store.schedules("", 10).await.unwrap();
     assert_eq!(
         all.iter().map(|s| (s.id.as_str(), s.paused)).collect::<Vec<_>>(),
         [("s1", true), ("s2", false)]
     );
-    assert_eq!(last, 4);
+    let pages = (store.schedules("", 1).await.unwrap(), store.schedules("s1", 1).await.unwrap());
+    assert_eq!((pages.0[0].id.as_str(), pages.1[0].id.as_str()), ("s1", "s2"));
+    assert!(store.schedules("s2", 10).await.unwrap().is_empty());
+    assert_eq!(store.last_schedule_event().await.unwrap(), 4);
 
     let current = store.schedule("s1").await.unwrap().unwrap();
     store.change_schedule(change(ScheduleEventType::Deleted, &current)).await.unwrap();
