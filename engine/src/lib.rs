@@ -41,6 +41,7 @@ pub mod examples;
 pub mod jobs;
 pub mod local;
 pub mod node;
+pub mod permissions;
 pub mod principal;
 pub mod queue;
 pub mod registry;

@@ -232,7 +232,11 @@ impl Index {
                 _ => break,
             }
             let Some((_, id)) = self.due.pop_first() else { break };
-            if let Some(entry) = self.entries.get(&id) {
+            // A retry's key can outlive a change of the schedule: take only
+            // what is really due.
+            if let Some(entry) =
+                self.entries.get(&id).filter(|e| !e.paused && e.next_run.is_some_and(|n| n <= now))
+            {
                 taken.push((entry.schedule(&id), entry.times.clone()));
             }
         }
