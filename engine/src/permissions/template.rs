@@ -52,7 +52,7 @@ fn pieces(text: &str) -> Result<Vec<Result<&str, &str>>, String> {
     Ok(pieces)
 }
 
-fn lookup<'a>(principal: &'a Principal, profile: &str, name: &Reference<'_>) -> Option<Value> {
+fn lookup(principal: &Principal, profile: &str, name: &Reference<'_>) -> Option<Value> {
     match name {
         Reference::UserId => Some(Value::String(principal.user_id.clone())),
         Reference::Profile => Some(Value::String(profile.to_string())),
