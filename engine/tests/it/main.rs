@@ -2,6 +2,7 @@
 //! module per feature.
 
 mod harness;
+mod permissions;
 mod queue;
 mod sandbox_components;
 mod sandbox_hostile;
