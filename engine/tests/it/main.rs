@@ -3,6 +3,7 @@
 
 mod harness;
 mod permissions;
+mod permissions_properties;
 mod queue;
 mod sandbox_components;
 mod sandbox_hostile;
