@@ -32,6 +32,8 @@ pub struct Workers {
     /// Stops the heartbeat and maintenance, once no job runs.
     stopped: CancellationToken,
     dispatcher: JoinHandle<()>,
+    /// Ends once every ended attempt is recorded and no sender is left.
+    recorder: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     inner: Arc<Inner>,
 }
@@ -60,7 +62,7 @@ impl Workers {
         let _ = self.dispatcher.await;
         let all = self.inner.config.concurrency.max(1);
         let in_flight = all - self.inner.slots.available_permits();
-        // Every running job holds a permit until its attempt is recorded;
+        // Every running job holds a permit until its sandbox run ends;
         // taking them all means none runs.
         let drained = self.inner.slots.acquire_many(all as u32);
         tokio::pin!(drained);
@@ -81,6 +83,9 @@ impl Workers {
                 }
             }
         };
+        // The dispatcher and every job are gone, and with them every sender
+        // to the recorder: it ends once the last attempts are recorded.
+        let _ = self.recorder.await;
         self.stopped.cancel();
         for task in self.background {
             let _ = task.await;
@@ -106,13 +111,13 @@ pub(super) fn start(inner: Arc<Inner>) -> Workers {
     let shutdown = CancellationToken::new();
     let stopped = CancellationToken::new();
     let (finished, to_record) = mpsc::unbounded_channel();
-    tokio::spawn(record_finishes(inner.clone(), to_record));
+    let recorder = tokio::spawn(record_finishes(inner.clone(), to_record));
     let dispatcher = tokio::spawn(dispatch(inner.clone(), shutdown.clone(), finished));
     let background = vec![
         tokio::spawn(heartbeat(inner.clone(), stopped.clone())),
         tokio::spawn(maintain(inner.clone(), stopped.clone())),
     ];
-    Workers { shutdown, stopped, dispatcher, background, inner }
+    Workers { shutdown, stopped, dispatcher, recorder, background, inner }
 }
 
 /// Renews the leases of the jobs running here every third of the lease,
@@ -174,12 +179,13 @@ async fn maintain(inner: Arc<Inner>, stopped: CancellationToken) {
 /// until it is.
 struct Ended {
     finish: Finish,
-    permit: OwnedSemaphorePermit,
 }
 
 /// Records ended attempts in batches: everything that ended while the
-/// previous batch was being written goes into the next store call. Slots are
-/// released only once their attempt is recorded.
+/// previous batch was being written goes into the next store call. A job's
+/// slot is freed when its sandbox run ends, before this records it, so the
+/// dispatcher's next claim and these finishes share one commit (and one
+/// fsync); the job stays in `running` (its lease renewed) until recorded.
 async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<Ended>) {
     const MAX_BATCH: usize = 1024;
     while let Some(first) = ended.recv().await {
@@ -190,8 +196,7 @@ async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<E
                 Err(_) => break,
             }
         }
-        let (finishes, permits): (Vec<Finish>, Vec<OwnedSemaphorePermit>) =
-            batch.into_iter().map(|e| (e.finish, e.permit)).unzip();
+        let finishes: Vec<Finish> = batch.into_iter().map(|e| e.finish).collect();
         let ids: Vec<(String, String)> =
             finishes.iter().map(|f| (f.job_id.clone(), f.job_name.clone())).collect();
         match inner.store.finish(finishes, inner.clock.now()).await {
@@ -214,7 +219,6 @@ async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<E
                 }
             }
         }
-        drop(permits);
         inner.wake.notify_one();
         inner.bump();
     }
@@ -439,5 +443,7 @@ async fn run_job(
     };
     // The recorder outlives every sender; if it is gone the engine is
     // shutting down and the lease will expire and be rescued.
-    let _ = finished.send(Ended { finish, permit });
+    let _ = finished.send(Ended { finish });
+    drop(permit);
+    inner.wake.notify_one();
 }
