@@ -149,13 +149,21 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     scheduler.stop().await;
     let events = queue.store().events(0, 100_000).await?;
     for job in &fired {
-        // The job's `job.scheduled` event records the fire time it was for.
-        let fire = events.iter().find(|e| e.job_id == job.id).map(|e| e.data.clone()).unwrap_or_default();
+        // The job's `job.scheduled` event records the fire time it was for;
+        // the scheduler stores a job a moment ahead and it waits for its time.
+        let due: Option<chrono::DateTime<chrono::Utc>> = events
+            .iter()
+            .find(|e| e.job_id == job.id)
+            .and_then(|e| e.data["due"].as_str().and_then(|due| due.parse().ok()));
+        let started = job.attempt_log.first().map(|a| a.started_at);
+        let after = match (due, started) {
+            (Some(due), Some(started)) => format!("{} ms after", (started - due).num_milliseconds()),
+            _ => "?".into(),
+        };
         println!(
-            "   fire for {} stored at {} ({} ms late)  {}  {}",
-            clock_time(fire["due"].as_str().and_then(|due| due.parse().ok())),
+            "   fire for {}: stored at {}, started {after} its time  {}  {}",
+            clock_time(due),
             clock_time(Some(job.created_at)),
-            fire["lateMs"],
             job.status.as_str(),
             outcome(job)
         );
