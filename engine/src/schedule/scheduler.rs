@@ -27,7 +27,7 @@ use super::{MisfirePolicy, Schedule, ScheduleEventType, ScheduleSpec};
 use crate::jobs::Job;
 use crate::principal::Principal;
 use crate::queue::{Queue, QueueError};
-use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, StoreError, advanced};
+use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, StoreError};
 
 /// Why a schedule operation was refused. Nothing was stored.
 #[derive(Debug, Error)]
@@ -207,6 +207,30 @@ impl Index {
             self.due.insert((at, schedule.id.clone()));
         }
         self.entries.insert(schedule.id.clone(), Entry::new(schedule, times));
+    }
+
+    /// Moves a held schedule on after a fire, as the store did (see
+    /// [`crate::store::Store::fire`]). Its spec and fire times are unchanged,
+    /// so nothing is serialized or parsed again on this hot path.
+    fn advance(&mut self, fire: &Fire, job: Option<&Job>) {
+        let Index { entries, due, .. } = self;
+        let Some(entry) = entries.get_mut(&fire.schedule_id) else { return };
+        // A newer revision read meanwhile wins, as in `put`.
+        if entry.revision > fire.revision + 1 {
+            return;
+        }
+        if let Some(at) = entry.next_run {
+            due.remove(&(at, fire.schedule_id.clone()));
+        }
+        entry.revision = fire.revision + 1;
+        entry.next_run = fire.next_run;
+        if let Some(job) = job {
+            entry.last_run = Some(fire.now);
+            entry.last_job_id = Some(job.id.as_str().into());
+        }
+        if let Some(at) = entry.next_run.filter(|_| !entry.paused) {
+            due.insert((at, fire.schedule_id.clone()));
+        }
     }
 
     fn retry_at(&mut self, id: &str, at: DateTime<Utc>) {
@@ -659,7 +683,7 @@ impl Scheduler {
             match outcome {
                 Ok(FireOutcome::Fired(job)) => {
                     any_fired = true;
-                    self.index().put(advanced(schedule, fire, Some(&job)));
+                    self.index().advance(fire, Some(&job));
                     report.fired.push(Fired {
                         schedule_id: schedule.id.clone(),
                         job: *job,
@@ -668,7 +692,7 @@ impl Scheduler {
                     });
                 }
                 Ok(FireOutcome::Skipped(reason)) => {
-                    self.index().put(advanced(schedule, fire, None));
+                    self.index().advance(fire, None);
                     report.skipped.push((schedule.id.clone(), reason));
                 }
                 Ok(FireOutcome::Stale) => {

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireAction, FireOutcome, HandlerRecord,
-    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change,
-    event_for, finish_events, fire_applies, fire_key, fired_event, lost_attempt, overlap_reason,
-    schedule_change_event, skipped_event,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
+    RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
+    finish_events, fire_applies, fire_decision, fire_key, fired_event, lost_attempt, schedule_change_event,
+    skipped_event,
 };
 use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
 use crate::sandbox::Progress;
@@ -127,17 +127,13 @@ impl State {
             return FireOutcome::Stale;
         };
         let schedule = schedule.clone();
-        let overlapping = schedule.spec.overlap == crate::schedule::OverlapPolicy::Skip
-            && schedule.last_job_id.as_deref().is_some_and(|id| self.is_active(id));
         let key = fire_key(&schedule.id, fire.due);
-        let job = match &fire.action {
-            FireAction::Skip(reason) => Err(reason.clone()),
-            FireAction::Run(_) if overlapping => Err(overlap_reason(schedule.last_job_id.as_deref())),
-            FireAction::Run(job) => match self.fire_keys.get(&key) {
-                Some(earlier) => Err(format!("already fired (job {earlier})")),
-                None => Ok(job.as_ref().clone()),
-            },
-        };
+        let decided = fire_decision(&fire, schedule.last_job_id.as_deref(), || {
+            let overlapping = schedule.spec.overlap == crate::schedule::OverlapPolicy::Skip
+                && schedule.last_job_id.as_deref().is_some_and(|id| self.is_active(id));
+            Ok::<_, std::convert::Infallible>((overlapping, self.fire_keys.get(&key).cloned()))
+        });
+        let Ok(job) = decided;
         match job {
             Err(reason) => {
                 self.emit_schedule(skipped_event(&fire, &reason));

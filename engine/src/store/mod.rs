@@ -406,9 +406,26 @@ pub(crate) fn skipped_event(fire: &Fire, reason: &str) -> ScheduleEvent {
     }
 }
 
-/// Why a fire was skipped for overlap.
-pub(crate) fn overlap_reason(job_id: Option<&str>) -> String {
-    format!("overlap: the previous run (job {}) is still active", job_id.unwrap_or("?"))
+/// What a fire that applies does: the job to enqueue, or why none. Only
+/// for a fire that would run, `lookups` tells whether the schedule's
+/// previous job (`last_job_id`) is still active under an overlap `skip`
+/// policy, and which job an earlier fire with the same fire key enqueued.
+pub(crate) fn fire_decision<E>(
+    fire: &Fire,
+    last_job_id: Option<&str>,
+    lookups: impl FnOnce() -> Result<(bool, Option<String>), E>,
+) -> Result<Result<Job, String>, E> {
+    let job = match &fire.action {
+        FireAction::Skip(reason) => return Ok(Err(reason.clone())),
+        FireAction::Run(job) => job,
+    };
+    Ok(match lookups()? {
+        (true, _) => {
+            Err(format!("overlap: the previous run (job {}) is still active", last_job_id.unwrap_or("?")))
+        }
+        (false, Some(earlier)) => Err(format!("already fired (job {earlier})")),
+        (false, None) => Ok(job.as_ref().clone()),
+    })
 }
 
 /// The `job.scheduled` event of a fired job.

@@ -21,9 +21,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::oneshot;
 
 use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireAction, FireOutcome, HandlerRecord,
-    JobInsert, Lease, RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for,
-    finish_events, fire_key, fired_event, lost_attempt, overlap_reason, schedule_change_event, skipped_event,
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
+    RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for, finish_events,
+    fire_decision, fire_key, fired_event, lost_attempt, schedule_change_event, skipped_event,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
@@ -1249,25 +1249,18 @@ fn fire_one(conn: &Connection, fire: Fire) -> Result<FireOutcome, StoreError> {
         return Ok(FireOutcome::Stale);
     };
     let key = fire_key(&fire.schedule_id, fire.due);
-    let job = match &fire.action {
-        FireAction::Skip(reason) => Err(reason.clone()),
-        FireAction::Run(job) => {
-            let overlapping = state.overlap_skip
-                && match state.last_job_id.as_deref() {
-                    Some(id) => get_status(conn, id)?.is_some_and(|status| !status.is_final()),
-                    None => false,
-                };
-            let earlier: Option<String> = conn
-                .prepare_cached("SELECT id FROM jobs WHERE fire_key = ?1")
-                .and_then(|mut stmt| stmt.query_row([&key], |r| r.get(0)).optional())
-                .map_err(backend)?;
-            match earlier {
-                _ if overlapping => Err(overlap_reason(state.last_job_id.as_deref())),
-                Some(earlier) => Err(format!("already fired (job {earlier})")),
-                None => Ok(job.as_ref().clone()),
-            }
-        }
-    };
+    let job = fire_decision(&fire, state.last_job_id.as_deref(), || {
+        let overlapping = state.overlap_skip
+            && match state.last_job_id.as_deref() {
+                Some(id) => get_status(conn, id)?.is_some_and(|status| !status.is_final()),
+                None => false,
+            };
+        let earlier: Option<String> = conn
+            .prepare_cached("SELECT id FROM jobs WHERE fire_key = ?1")
+            .and_then(|mut stmt| stmt.query_row([&key], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        Ok((overlapping, earlier))
+    })?;
     let (last_run, last_job_id) = match &job {
         Ok(job) => (Some(fire.now), Some(job.id.clone())),
         Err(_) => (None, None),
