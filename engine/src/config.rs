@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// Where the database, compiled-code cache and lock file live.
     /// Default `./objectos-data`.
     pub data_dir: PathBuf,
+    /// The directory of permission sets. Default `permissions` beside the
+    /// data directory (`./permissions` with the default data directory).
+    pub permissions: Option<PathBuf>,
     /// This node's name on leases; unique per node sharing a database.
     pub node_id: String,
     /// `full` (default: every commit survives power loss) or `normal`
@@ -183,6 +186,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("objectos-data"),
+            permissions: None,
             node_id: "node-1".into(),
             durability: DurabilitySetting::Full,
             workers: WorkersConfig::default(),
@@ -237,6 +241,7 @@ impl Default for LogConfig {
 /// The environment variables read, and what each sets.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("OBJECTOS_DATA_DIR", "dataDir"),
+    ("OBJECTOS_PERMISSIONS", "permissions"),
     ("OBJECTOS_NODE_ID", "nodeId"),
     ("OBJECTOS_DURABILITY", "durability (full | normal)"),
     ("OBJECTOS_CONCURRENCY", "workers.concurrency"),
@@ -272,6 +277,9 @@ impl EngineConfig {
         let env = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v));
         if let Some((_, v)) = env("OBJECTOS_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some((_, v)) = env("OBJECTOS_PERMISSIONS") {
+            self.permissions = Some(PathBuf::from(v));
         }
         if let Some((_, v)) = env("OBJECTOS_NODE_ID") {
             self.node_id = v;
@@ -318,6 +326,18 @@ impl EngineConfig {
             return Err("scheduler.pollInterval must be positive".into());
         }
         Ok(())
+    }
+
+    /// The directory of permission sets, and whether it was configured
+    /// (rather than the default).
+    pub fn permissions_dir(&self) -> (PathBuf, bool) {
+        match &self.permissions {
+            Some(dir) => (dir.clone(), true),
+            None => {
+                let parent = self.data_dir.parent().filter(|p| !p.as_os_str().is_empty());
+                (parent.unwrap_or(Path::new(".")).join("permissions"), false)
+            }
+        }
     }
 
     /// The SQLite database file.

@@ -44,6 +44,7 @@ pub mod node;
 pub mod permissions;
 pub mod principal;
 pub mod queue;
+pub mod records;
 pub mod registry;
 pub mod sandbox;
 pub mod schedule;

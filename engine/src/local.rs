@@ -1,7 +1,9 @@
 //! Services for running a handler on a developer's machine (`objectos
 //! run`): records loaded from a JSON file, artifacts kept in a folder.
 //!
-//! Nothing here enforces permissions: a local run is the author's own data.
+//! Loading and saving the records file apply no permissions (it is the
+//! author's own data); the run itself reads and writes them through the
+//! records engine, under `--permissions` if given.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -13,10 +15,11 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::digest::{hex, sha256_hex};
+use crate::permissions::Filter;
 use crate::principal::Principal;
-use crate::sandbox::{
-    ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, MemoryRecords, SYSTEM_FIELDS,
-};
+use crate::sandbox::{ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, OnConflict};
+use crate::store::records::timestamp;
+use crate::store::{Actor, Position, Record, RecordFind, RecordImport, Store, StoreError};
 
 /// A records file could not be used.
 #[derive(Debug, Error)]
@@ -39,10 +42,16 @@ pub enum RecordsFileError {
     },
 }
 
-/// Loads a records file: a JSON object mapping object names to lists of
-/// records. Records without system fields get them (`id` numbered per
+/// The actor a records file is loaded and saved as.
+fn loader() -> Actor {
+    Actor::user(Principal::new("objectos:records-file", &[]))
+}
+
+/// Loads a records file (a JSON object mapping object names to lists of
+/// records) into `store`, as it is: no permission applies to the author's
+/// own data. Records without system fields get them (`id` numbered per
 /// object, `owner` the given user, timestamps now).
-pub fn load_records(path: &Path, owner: &str) -> Result<MemoryRecords, RecordsFileError> {
+pub async fn load_records(path: &Path, owner: &str, store: &dyn Store) -> Result<(), RecordsFileError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| RecordsFileError::Io { path: path.into(), source })?;
     let format = |message: String| RecordsFileError::Format { path: path.into(), message };
@@ -50,8 +59,7 @@ pub fn load_records(path: &Path, owner: &str) -> Result<MemoryRecords, RecordsFi
     let Value::Object(objects) = parsed else {
         return Err(format("expected a JSON object of object name → list of records".into()));
     };
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut loaded = BTreeMap::new();
+    let now = timestamp(chrono::Utc::now());
     for (object, records) in objects {
         let Value::Array(records) = records else {
             return Err(format(format!("`{object}` must be a list of records")));
@@ -68,20 +76,49 @@ pub fn load_records(path: &Path, owner: &str) -> Result<MemoryRecords, RecordsFi
                 ("updated_at", Value::String(now.clone())),
             ];
             for (field, default) in defaults {
-                record.entry(field).or_insert(default);
+                if !record.get(field).is_some_and(Value::is_string) {
+                    record.insert(field.into(), default);
+                }
             }
-            debug_assert!(SYSTEM_FIELDS.iter().all(|f| record.contains_key(*f)));
             rows.push(record);
         }
-        loaded.insert(object, rows);
+        let import =
+            RecordImport { records: rows, on_conflict: OnConflict::Fail, replaceable: Filter::nothing() };
+        store
+            .import_records(&object, import, &loader(), chrono::Utc::now())
+            .await
+            .map_err(|e| format(e.to_string()))?;
     }
-    Ok(MemoryRecords::from_objects(loaded))
+    Ok(())
 }
 
-/// Writes `records` back to `path`, replacing it atomically.
-pub fn save_records(path: &Path, records: &MemoryRecords) -> Result<(), RecordsFileError> {
+/// Every record in `store`, by object.
+async fn dump(store: &dyn Store) -> Result<BTreeMap<String, Vec<Record>>, StoreError> {
+    let mut objects = BTreeMap::new();
+    for object in store.record_fields().await?.into_keys() {
+        let mut records: Vec<Record> = Vec::new();
+        loop {
+            let after = records.last().map(|r| Position::of(&Value::Object(r.clone()), &[]));
+            let find = RecordFind { filter: Filter::everything(), sort: Vec::new(), after, limit: 1000 };
+            let page = store.find_records(&object, find).await?;
+            let done = page.len() < 1000;
+            records.extend(page);
+            if done {
+                break;
+            }
+        }
+        objects.insert(object, records);
+    }
+    Ok(objects)
+}
+
+/// Writes the records in `store` back to `path`, replacing it atomically.
+pub async fn save_records(path: &Path, store: &dyn Store) -> Result<(), RecordsFileError> {
     let io = |source| RecordsFileError::Io { path: path.into(), source };
-    let text = serde_json::to_string_pretty(&records.snapshot()).expect("records are JSON");
+    let objects = dump(store)
+        .await
+        .map_err(|e| RecordsFileError::Format { path: path.into(), message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(&objects).expect("records are JSON");
     let partial = path.with_extension("json.partial");
     std::fs::write(&partial, text + "\n").map_err(io)?;
     std::fs::rename(&partial, path).map_err(io)

@@ -1,6 +1,7 @@
 //! One engine process on the embedded database, assembled from an
 //! [`EngineConfig`]: the data directory and its lock, the SQLite store, the
-//! sandbox, the handler registry, the queue and the scheduler. `objectos
+//! sandbox, the handler registry, the permission sets and the records
+//! under them, the queue and the scheduler. `objectos
 //! serve` and `objectos demo` are both a node; local commands such as
 //! `objectos schedule` open the same parts beside it without the lock.
 
@@ -12,9 +13,11 @@ use thiserror::Error;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
-use crate::queue::{AllowAll, Queue, QueueParts};
+use crate::permissions::PermissionsDir;
+use crate::queue::{Queue, QueueParts};
+use crate::records::RecordsEngine;
 use crate::registry::{Registry, RegistryError};
-use crate::sandbox::{Sandbox, SandboxConfig, Services};
+use crate::sandbox::{MemoryArtifacts, Sandbox, SandboxConfig, Services};
 use crate::schedule::Scheduler;
 use crate::store::{SqliteStore, Store};
 
@@ -38,6 +41,9 @@ pub enum NodeError {
     /// The sandbox could not be built.
     #[error("{0}")]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// A permission set is invalid.
+    #[error("permission sets: {0}")]
+    Permissions(#[from] crate::permissions::LoadError),
 }
 
 /// A running engine's parts. The data directory stays locked while it lives.
@@ -46,6 +52,10 @@ pub struct Node {
     pub queue: Queue,
     /// The scheduler (start its loop with [`Scheduler::start`]).
     pub scheduler: Scheduler,
+    /// The permission sets in force (reload with [`PermissionsDir::reload`]).
+    pub permissions: Arc<PermissionsDir>,
+    /// The records, under those sets.
+    pub records: Arc<RecordsEngine>,
     /// The settings it was built from.
     pub config: EngineConfig,
     _lock: Option<File>,
@@ -100,18 +110,35 @@ impl Node {
             clock.clone(),
             Some(data_dir.join("cache")),
         ));
+        let permissions = Arc::new(Self::load_permissions(&config)?);
+        let records = Arc::new(RecordsEngine::new(store.clone(), permissions.clone(), clock.clone()));
+        let services = Services { records: records.clone(), artifacts: Arc::new(MemoryArtifacts::new()) };
         let queue = Queue::new(QueueParts {
             store,
             registry,
             sandbox,
             clock,
-            // Until the permission engine lands every principal may do everything.
-            policy: Arc::new(AllowAll),
-            services: Services::in_memory(),
+            policy: permissions.clone(),
+            services,
             config: config.queue_config(),
         });
         let scheduler = Scheduler::new(queue.clone(), config.scheduler_config());
-        Ok(Self { queue, scheduler, config, _lock: lock })
+        Ok(Self { queue, scheduler, permissions, records, config, _lock: lock })
+    }
+
+    /// The sets in the configured directory. A missing default directory
+    /// means no sets (every record access and capability is denied); a
+    /// missing configured one is an error.
+    fn load_permissions(config: &EngineConfig) -> Result<PermissionsDir, NodeError> {
+        let (dir, configured) = config.permissions_dir();
+        if !configured && !dir.exists() {
+            tracing::warn!(
+                dir = %dir.display(),
+                "no permission sets: every record access and capability is denied until the directory exists"
+            );
+            return Ok(PermissionsDir::watching_missing(dir));
+        }
+        Ok(PermissionsDir::open(dir)?)
     }
 
     /// Registers the example handlers this data directory does not have yet.

@@ -3,25 +3,36 @@
 
 use std::sync::Arc;
 
-use objectos_engine::sandbox::{MemoryArtifacts, MemoryRecords, OutcomeKind, Services, Source};
+use objectos_engine::clock::SystemClock;
+use objectos_engine::permissions::Filter;
+use objectos_engine::records::RecordsEngine;
+use objectos_engine::sandbox::{MemoryArtifacts, OutcomeKind, Services, Source};
+use objectos_engine::store::{MemoryStore, RecordFind, RecordStore};
 use serde_json::{Value, json};
 
 use crate::support::{completed, run_with};
 
 struct Fixture {
-    records: MemoryRecords,
+    store: Arc<MemoryStore>,
     artifacts: MemoryArtifacts,
     services: Services,
 }
 
 fn fixture() -> Fixture {
-    let records = MemoryRecords::new();
+    let store = Arc::new(MemoryStore::new());
+    let records = RecordsEngine::unrestricted(store.clone(), Arc::new(SystemClock));
     let artifacts = MemoryArtifacts::new();
-    let services = Services { records: Arc::new(records.clone()), artifacts: Arc::new(artifacts.clone()) };
-    Fixture { records, artifacts, services }
+    let services = Services { records: Arc::new(records), artifacts: Arc::new(artifacts.clone()) };
+    Fixture { store, artifacts, services }
 }
 
 impl Fixture {
+    async fn stored(&self, object: &str) -> Vec<Value> {
+        let find = RecordFind { filter: Filter::everything(), sort: vec![], after: None, limit: 1000 };
+        let records = self.store.find_records(object, find).await.unwrap();
+        records.into_iter().map(Value::Object).collect()
+    }
+
     async fn call(&self, input: Value) -> Value {
         completed(&run_with(objectos_test_guests::SDK_ROUNDTRIP, &input, &self.services).await)
     }
@@ -58,7 +69,7 @@ async fn records_insert_iterate_count_update_delete() {
     assert_eq!(updated, json!({"matched": 12, "changed": 12, "skipped": 0}));
     let deleted = f.call(json!({"action": "delete", "object": "items", "filter": {"flag": true}})).await;
     assert_eq!(deleted["changed"], 12);
-    assert_eq!(f.records.snapshot()["items"].len(), 13);
+    assert_eq!(f.stored("items").await.len(), 13);
 
     let objects = f.call(json!({"action": "objects"})).await;
     assert_eq!(objects[0]["name"], "items");
@@ -79,7 +90,7 @@ async fn records_import_keeps_system_fields() {
     let replaced =
         f.call(json!({"action": "import", "object": "items", "records": [newer], "replace": true})).await;
     assert_eq!(replaced["replaced"], 1);
-    let stored = &f.records.snapshot()["items"][0];
+    let stored = &f.stored("items").await[0];
     assert_eq!(stored["owner"], "grace");
     assert_eq!(stored["v"], 2);
 }

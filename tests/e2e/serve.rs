@@ -16,7 +16,7 @@ use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
 use objectos_engine::store::{SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
-use crate::support::objectos;
+use crate::support::{objectos, write_admin_permissions};
 
 const JOBS: usize = 2000;
 const CONCURRENCY: usize = 8;
@@ -59,6 +59,8 @@ fn completed(counts: &HashMap<String, u64>) -> u64 {
 async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
+    // The default permission directory, beside the data directory.
+    write_admin_permissions(&dir.path().join("permissions"));
     // Enqueue through the library into the database `serve` will use.
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(data_dir.join("objectos.db"), Durability::Full).unwrap());

@@ -46,3 +46,21 @@ pub fn objectos() -> Command {
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
+
+/// Writes permission sets into `dir` under which profile `admin` holds
+/// every capability: all actions on `contacts` and every system permission.
+pub fn write_admin_permissions(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_file(
+        dir,
+        "contacts.yaml",
+        b"name: contacts-admin\nobjectName: contacts\nprofiles:\n  admin: { allowRead: true, allowCreate: true, \
+          allowEdit: true, allowDelete: true }\n",
+    );
+    write_file(
+        dir,
+        "system.yaml",
+        b"name: admins\nsystem:\n  profiles:\n    admin: [records.import, artifacts.write, artifacts.read, \
+          jobs.impersonate]\n",
+    );
+}

@@ -12,12 +12,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use objectos_engine::clock::SystemClock;
 use objectos_engine::local::{DirArtifacts, load_records, save_records};
+use objectos_engine::permissions::{Permissions, PermissionsDir};
 use objectos_engine::principal::Principal;
+use objectos_engine::records::RecordsEngine;
 use objectos_engine::sandbox::{
-    ArtifactsService, Capability, CapabilitySet, JobRun, Limits, MemoryArtifacts, MemoryRecords, Outcome,
-    OutcomeKind, Sandbox, SandboxConfig, Services,
+    ArtifactsService, Capability, CapabilitySet, JobRun, Limits, MemoryArtifacts, Outcome, OutcomeKind,
+    Sandbox, SandboxConfig, Services,
 };
+use objectos_engine::store::MemoryStore;
 use serde_json::{Value, json};
 
 /// Run one job handler locally and show its result, log and resource use.
@@ -30,7 +34,9 @@ use serde_json::{Value, json};
 #[command(after_help = "Examples:\n  \
     objectos run guest-sdk/examples/template --data '{\"name\":\"Ada\"}'\n  \
     objectos run my_handler.wasm --records records.json --grant records --data @input.json\n  \
-    objectos run csv_export.wasm --records records.json --artifacts ./out --json")]
+    objectos run csv_export.wasm --records records.json --artifacts ./out --json\n  \
+    objectos run contacts_summary.wasm --records records.json --permissions ./permissions \\\n      \
+    --as '{\"userId\":\"u1\",\"profiles\":[\"sales\"]}'")]
 pub struct RunArgs {
     /// The handler: a `.wasm` component, or a guest crate directory to build first.
     handler: PathBuf,
@@ -47,10 +53,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
     /// Capabilities to grant, comma separated (`records,records-write,records-import,
-    /// artifacts,artifacts-read`), or `all` or `none`.
-    #[arg(long, value_name = "CAPS", default_value = "all")]
-    grant: String,
-    /// The principal to run as, as JSON: `{"userId": "ada", "profiles": ["sales"], "metadata": {}}`.
+    /// artifacts,artifacts-read`), or `all` or `none` [default: all]. With
+    /// `--permissions` the sets decide instead, as on the server.
+    #[arg(long, value_name = "CAPS", conflicts_with = "permissions")]
+    grant: Option<String>,
+    /// A directory of permission sets: records, fields and capabilities are
+    /// then restricted for the principal exactly as `objectos serve` would.
+    /// Without it nothing is restricted.
+    #[arg(long, value_name = "DIR")]
+    permissions: Option<PathBuf>,
+    /// The principal to run as, as JSON: `{"userId": "ada", "profiles": ["sales"], "metadata": {}}`
+    /// [default: user `local` with profile `admin`].
     #[arg(long = "as", value_name = "PRINCIPAL")]
     principal: Option<String>,
     /// Fuel budget (roughly, wasm instructions).
@@ -172,17 +185,30 @@ fn exit_code(kind: &OutcomeKind) -> u8 {
 
 /// Runs the command.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let input = read_data(&args.data)?;
-    let grants = parse_grants(&args.grant)?;
-    let principal = match &args.principal {
+    let principal: Principal = match &args.principal {
         Some(json) => serde_json::from_str(json)
             .context("--as is not a principal (`{\"userId\": …, \"profiles\": […]}`)")?,
         None => Principal::new("local", &["admin"]),
     };
-    let records = match &args.records {
-        Some(path) => load_records(path, &principal.user_id)?,
-        None => MemoryRecords::new(),
+    let permissions = match &args.permissions {
+        Some(dir) => PermissionsDir::open(dir).with_context(|| format!("--permissions {}", dir.display()))?,
+        None => PermissionsDir::fixed(Permissions::unrestricted()),
     };
+    let grants = match &args.grant {
+        Some(text) => parse_grants(text)?,
+        None => permissions.current().capabilities(&principal),
+    };
+    let store = Arc::new(MemoryStore::new());
+    if let Some(path) = &args.records {
+        load_records(path, &principal.user_id, store.as_ref()).await?;
+    }
+    let records = RecordsEngine::new(store.clone(), Arc::new(permissions), Arc::new(SystemClock));
     let memory_artifacts = MemoryArtifacts::new();
     let artifacts: Arc<dyn ArtifactsService> = match &args.artifacts {
         Some(dir) => {
@@ -195,9 +221,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&wasm_path).with_context(|| format!("cannot read {}", wasm_path.display()))?;
     let sandbox = Sandbox::new(SandboxConfig::new().max_concurrent_jobs(1))?;
 
-    let compiled = sandbox.compile(&bytes);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = match compiled {
+    let outcome = match sandbox.compile(&bytes) {
         Err(error) => Outcome {
             kind: OutcomeKind::InvalidComponent { message: error.to_string() },
             usage: Default::default(),
@@ -215,15 +239,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..defaults
             };
             job.grants = grants;
-            job.services = Services { records: Arc::new(records.clone()), artifacts };
-            runtime.block_on(sandbox.run(&handler, job))
+            job.services = Services { records: Arc::new(records), artifacts };
+            sandbox.run(&handler, job).await
         }
     };
 
     if args.write_back
         && let Some(path) = &args.records
     {
-        save_records(path, &records)?;
+        save_records(path, store.as_ref()).await?;
     }
     let written: Vec<Value> = memory_artifacts
         .all()
@@ -286,7 +310,9 @@ fn hint(kind: &OutcomeKind) -> String {
         OutcomeKind::Timeout { .. } => "raise --timeout, or look for a wait that never returns",
         OutcomeKind::MemoryLimit { .. } => "raise --memory, or stream data instead of holding it all",
         OutcomeKind::StackOverflow => "look for unbounded recursion",
-        OutcomeKind::CapabilityDenied { .. } => "grant the capabilities with --grant, or stop importing them",
+        OutcomeKind::CapabilityDenied { .. } => {
+            "grant the capabilities with --grant (or in the permission sets), or stop importing them"
+        }
         OutcomeKind::InvalidComponent { .. } => {
             "build the handler with `cargo build --target wasm32-wasip2` and the guest SDK"
         }

@@ -1,5 +1,6 @@
 //! `objectos serve`: the engine as a long-running process on the embedded
-//! database. Runs the workers and the scheduler until SIGINT or SIGTERM,
+//! database. Runs the workers and the scheduler until SIGINT or SIGTERM
+//! (reloading the permission sets on SIGHUP or when their files change),
 //! then stops firing schedules and shuts down
 //! gracefully: no new claims, running jobs get `workers.shutdownGrace` to
 //! finish, and whatever still runs is released to run again.
@@ -22,6 +23,9 @@ pub struct ServeArgs {
     /// Where the database and compiled-code cache live (default ./objectos-data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The directory of permission sets (default ./permissions beside the data directory).
+    #[arg(long, value_name = "DIR")]
+    permissions: Option<PathBuf>,
     /// Log as readable lines or as JSON objects.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -31,6 +35,7 @@ fn serve_help() -> String {
     let vars: Vec<String> = ENV_VARS.iter().map(|(name, key)| format!("  {name:<26} {key}")).collect();
     format!(
         "Examples:\n  objectos serve\n  objectos serve --config objectos.yaml --data-dir /var/lib/objectos\n  \
+         objectos serve --permissions ./permissions   # reload: kill -HUP <pid>\n  \
          OBJECTOS_CONCURRENCY=32 objectos serve --log-format json\n\n\
          Environment (overrides the config file; flags override both):\n{}",
         vars.join("\n")
@@ -46,6 +51,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
     config.apply_env(|name| std::env::var(name).ok())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(dir) = &args.permissions {
+        config.permissions = Some(dir.clone());
     }
     if let Some(format) = args.log_format {
         config.log.format = format;
@@ -77,14 +85,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let node = Node::open(config)?;
         tracing::info!(
             data_dir = %node.config.data_dir.display(),
+            permissions = %node.config.permissions_dir().0.display(),
+            sets = node.permissions.current().set_count(),
             node = %node.config.node_id,
             concurrency = node.config.workers.concurrency,
-            "objectos is serving; stop with Ctrl-C or SIGTERM"
+            "objectos is serving; stop with Ctrl-C or SIGTERM, reload permissions with SIGHUP"
         );
         node.install_examples().await?;
         let workers = node.queue.start();
         let scheduler = node.scheduler.start().await?;
-        let signal = stop_signal().await?;
+        let watcher = node.permissions.watch(PERMISSIONS_POLL);
+        let signal = stop_signal(&node).await?;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         scheduler.stop().await;
         let running = node.queue.running_count();
         tracing::info!(signal, running, grace_ms = grace.as_millis() as u64, "shutting down");
@@ -98,13 +112,21 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn stop_signal() -> anyhow::Result<&'static str> {
+/// How often the permission directory is checked for changed files.
+const PERMISSIONS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for SIGINT or SIGTERM and names it, reloading the permission sets
+/// on every SIGHUP meanwhile.
+async fn stop_signal(node: &Node) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Ok("SIGTERM"),
+            _ = interrupt.recv() => return Ok("SIGINT"),
+            _ = hangup.recv() => node.permissions.reload_logged("SIGHUP"),
+        }
+    }
 }

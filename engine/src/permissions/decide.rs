@@ -85,6 +85,10 @@ pub struct Decision {
 }
 
 impl Decision {
+    fn unrestricted() -> Self {
+        Decision { allowed: true, grants: Vec::new(), reason: "no permission sets restrict this run".into() }
+    }
+
     fn from_grants(grants: Vec<Grant>, denied: impl FnOnce() -> String) -> Self {
         if grants.is_empty() {
             Decision { allowed: false, grants, reason: denied() }
@@ -115,12 +119,25 @@ pub struct Permissions {
     /// Per profile: (set, permissions).
     system: HashMap<String, Vec<(String, Vec<String>)>>,
     sets: usize,
+    /// Everything is allowed (a local run without permission sets).
+    unrestricted: bool,
 }
 
 impl Permissions {
     /// No sets: everything is denied.
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// No restriction at all: every action on every object and field, every
+    /// system permission. For `objectos run` without `--permissions`.
+    pub fn unrestricted() -> Self {
+        Self { unrestricted: true, ..Self::default() }
+    }
+
+    /// Whether this is [`Permissions::unrestricted`].
+    pub fn is_unrestricted(&self) -> bool {
+        self.unrestricted
     }
 
     /// Indexes `sets` (already checked by [`PermissionSet::parse`]).
@@ -194,6 +211,9 @@ impl Permissions {
 
     /// Whether `principal` may perform `action` on `object` at all.
     pub fn object(&self, principal: &Principal, object: &str, action: Action) -> Decision {
+        if self.unrestricted {
+            return Decision::unrestricted();
+        }
         let grants = self.granting(principal, object, action).map(|(r, p, _)| grant(r, p)).collect();
         Decision::from_grants(grants, || {
             self.denied(principal, object, &format!("allows {} on `{object}`", action.as_str()))
@@ -204,6 +224,9 @@ impl Permissions {
     /// the action is denied outright. Several granting profiles' filters
     /// are OR-ed; one without a filter makes it every record.
     pub fn record_filter(&self, principal: &Principal, object: &str, action: Action) -> Option<Filter> {
+        if self.unrestricted {
+            return Some(Filter::everything());
+        }
         let mut any = Vec::new();
         let mut granted = false;
         for (_, profile, compiled) in self.granting(principal, object, action) {
@@ -249,6 +272,9 @@ impl Permissions {
         action: Action,
         listed: impl Fn(&FieldRule) -> Option<&Vec<String>>,
     ) -> Decision {
+        if self.unrestricted {
+            return Decision::unrestricted();
+        }
         let covers = |rules: &ObjectRules| match rules.fields.get(field).and_then(&listed) {
             None => true,
             Some(allowed) => principal.profiles.iter().any(|p| allowed.contains(p)),
@@ -270,6 +296,9 @@ impl Permissions {
 
     /// Whether `principal` holds the system permission `permission`.
     pub fn system(&self, principal: &Principal, permission: &str) -> Decision {
+        if self.unrestricted {
+            return Decision::unrestricted();
+        }
         let grants = principal
             .profiles
             .iter()
@@ -291,7 +320,32 @@ impl Permissions {
         })
     }
 
-    /// The objects `principal` may perform `action` on, by name.
+    /// The fields of `object` that `principal` may not see: those some set
+    /// lists with `visibleTo` and no set granting read lets it see.
+    pub fn hidden_fields(&self, principal: &Principal, object: &str) -> Vec<String> {
+        self.restricted(object, |field| !self.field_visible(principal, object, field).allowed)
+    }
+
+    /// The fields of `object` that `principal` may not write when it
+    /// performs `action` (`Create` or `Edit`).
+    pub fn locked_fields(&self, principal: &Principal, object: &str, action: Action) -> Vec<String> {
+        self.restricted(object, |field| !self.field_editable(principal, object, field, action).allowed)
+    }
+
+    /// The fields some set lists for `object` that `denied` holds for.
+    fn restricted(&self, object: &str, denied: impl Fn(&str) -> bool) -> Vec<String> {
+        let listed: std::collections::BTreeSet<&str> = self
+            .objects
+            .get(object)
+            .into_iter()
+            .flatten()
+            .flat_map(|rules| rules.fields.keys().map(String::as_str))
+            .collect();
+        listed.into_iter().filter(|field| denied(field)).map(str::to_string).collect()
+    }
+
+    /// The objects `principal` may perform `action` on, by name (none are
+    /// named when unrestricted: every object is allowed).
     pub fn objects_allowing(&self, principal: &Principal, action: Action) -> Vec<String> {
         let mut names: Vec<String> = self
             .objects
@@ -311,7 +365,7 @@ fn grant(rules: &ObjectRules, profile: &str) -> Grant {
 /// The permission sets in force, reloadable from their directory while the
 /// engine runs: a reload that fails keeps the sets in force.
 pub struct PermissionsDir {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     current: RwLock<Arc<Permissions>>,
 }
 
@@ -320,7 +374,23 @@ impl PermissionsDir {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, LoadError> {
         let dir = dir.into();
         let current = RwLock::new(Arc::new(Permissions::load(&dir)?));
-        Ok(Self { dir, current })
+        Ok(Self { dir: Some(dir), current })
+    }
+
+    /// No sets yet from a directory that does not exist: everything is
+    /// denied until it does and is reloaded.
+    pub fn watching_missing(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: Some(dir.into()), current: RwLock::new(Arc::new(Permissions::empty())) }
+    }
+
+    /// Sets that come from no directory and never change (tests, local runs).
+    pub fn fixed(permissions: Permissions) -> Self {
+        Self { dir: None, current: RwLock::new(Arc::new(permissions)) }
+    }
+
+    /// The directory the sets are read from, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// The sets in force (a snapshot: a reload does not change it).
@@ -331,7 +401,8 @@ impl PermissionsDir {
     /// Reads the directory again. On an error the previous sets stay in
     /// force and the error says why. Returns how many sets are in force.
     pub fn reload(&self) -> Result<usize, LoadError> {
-        let loaded = Permissions::load(&self.dir)?;
+        let Some(dir) = &self.dir else { return Ok(self.current().set_count()) };
+        let loaded = Permissions::load(dir)?;
         let count = loaded.set_count();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(count)

@@ -13,7 +13,8 @@
 //! - a missing field matches `$ne`, `$nin`, `$null: true`, `$exists: false`
 //!   (and `$eq: null`), and nothing else;
 //! - values of different JSON types never compare (`{"age": {"$gt": "5"}}`
-//!   does not match `age: 7`); numbers compare as numbers;
+//!   does not match `age: 7`); numbers compare as numbers (two integers
+//!   exactly, otherwise as doubles);
 //! - two strings that are both RFC 3339 timestamps compare as times;
 //! - `$contains` is a substring test on strings and a membership test on
 //!   arrays; `$startsWith`/`$endsWith` apply to strings only;
@@ -264,7 +265,7 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
+pub(crate) fn timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
     // Cheap pre-check: RFC 3339 starts with a four-digit year and a dash.
     let bytes = text.as_bytes();
     if bytes.len() < 20 || bytes[4] != b'-' || !bytes[..4].iter().all(u8::is_ascii_digit) {
@@ -273,12 +274,30 @@ fn timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(text).ok()
 }
 
+/// A text key of the instant `text` names, if it is an RFC 3339 timestamp:
+/// two keys compare as their instants do (a leap second included). Backends
+/// that compare in their own query language use it so that timestamps
+/// compare exactly as [`Filter::matches`] compares them.
+pub(crate) fn time_key(text: &str) -> Option<String> {
+    let at = timestamp(text)?;
+    // Years 0000-9999 in any offset stay within ±10^12 seconds.
+    Some(format!("{:013}{:010}", at.timestamp() + 1_000_000_000_000, at.timestamp_subsec_nanos()))
+}
+
+/// Numbers by value: two integers exactly, anything else as doubles.
+pub(crate) fn compare_numbers(a: &serde_json::Number, b: &serde_json::Number) -> Ordering {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => a.as_f64().unwrap_or(0.0).partial_cmp(&b.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal),
+    }
+}
+
 /// How two values order, if they are comparable: same JSON type (numbers
 /// as numbers, timestamps as times, other strings by code point, booleans
 /// false < true). Null, lists and objects do not order.
 fn compare(left: &Value, right: &Value) -> Option<Ordering> {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::Number(a), Value::Number(b)) => Some(compare_numbers(a, b)),
         (Value::String(a), Value::String(b)) => match (timestamp(a), timestamp(b)) {
             (Some(a), Some(b)) => Some(a.cmp(&b)),
             _ => Some(a.cmp(b)),

@@ -2,10 +2,12 @@
 //! record filter language ([`filter`]), the templates inside filters
 //! ([`template`]), and the decisions made from them ([`decide`]).
 
+pub mod capabilities;
 pub mod decide;
 pub mod filter;
 pub mod sets;
 pub mod template;
+mod watch;
 
 pub use decide::{Action, Decision, Grant, Permissions, PermissionsDir};
 pub use filter::{Condition, Filter, FilterError};

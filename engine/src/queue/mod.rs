@@ -24,7 +24,9 @@ use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobStatus, NewJob, StatusC
 use crate::principal::Principal;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CapabilitySet, Limits, Progress, Sandbox, Services};
-use crate::store::{Cancelled, JobInsert, RescueRequest, Rescued, Store, StoreError};
+use crate::store::{
+    AccessEvent, AccessEventType, Actor, Cancelled, JobInsert, RescueRequest, Rescued, Store, StoreError,
+};
 
 pub use metrics::RunStats;
 pub use worker::{Shutdown, Workers};
@@ -308,7 +310,14 @@ impl Queue {
             .await
             .into_iter()
             .map(|job| job.map(|job| JobInsert { job }))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>();
+        let inserts = match inserts {
+            Ok(inserts) => inserts,
+            Err(error) => {
+                self.audit_denial(caller, &error, now).await;
+                return Err(error);
+            }
+        };
         let jobs = self.inner.store.enqueue(inserts, now).await?;
         self.jobs_added();
         Ok(jobs)
@@ -349,6 +358,27 @@ impl Queue {
             });
         }
         prepared
+    }
+
+    /// Records a refusal on permission grounds as a `permission.denied`
+    /// access event (the audit log's); other errors are not denials.
+    async fn audit_denial(&self, caller: &Principal, error: &QueueError, now: DateTime<Utc>) {
+        let (resource, action) = match error {
+            QueueError::Forbidden { name, .. } => (format!("handlers/{name}"), "enqueue"),
+            QueueError::Impersonation { .. } => ("jobs".to_string(), "impersonate"),
+            _ => return,
+        };
+        let data = serde_json::json!({"action": action, "reason": error.to_string()});
+        let event = AccessEvent::new(
+            AccessEventType::PermissionDenied,
+            &Actor::user(caller.clone()),
+            resource,
+            data,
+            now,
+        );
+        if let Err(error) = self.inner.store.record_access(event).await {
+            tracing::error!(%error, "could not record a permission denial");
+        }
     }
 
     /// Wakes the workers for jobs just stored by this process.

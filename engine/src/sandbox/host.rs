@@ -17,7 +17,7 @@ use super::config::MemoryLimiter;
 use super::log::{JobLog, Level};
 use super::outcome::Progress;
 use super::services::{self, ArtifactSink, ArtifactSource, Services};
-use crate::principal::Principal;
+use crate::store::Actor;
 
 wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
@@ -55,8 +55,8 @@ pub(crate) struct JobState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: JobLog,
-    pub(crate) principal: Principal,
-    pub(crate) job_id: String,
+    /// The job's principal and id.
+    pub(crate) actor: Actor,
     pub(crate) grants: CapabilitySet,
     pub(crate) services: Services,
     pub(crate) progress: Option<Progress>,
@@ -166,7 +166,7 @@ impl progress::Host for JobState {
 impl records::Host for JobState {
     async fn objects(&mut self) -> HostResult<Vec<records::ObjectInfo>> {
         checked!(self, Capability::Records, {
-            let objects = self.services.records.objects(&self.principal).await?;
+            let objects = self.services.records.objects(&self.actor).await?;
             Ok(objects.into_iter().map(|o| records::ObjectInfo { name: o.name, fields: o.fields }).collect())
         })
     }
@@ -175,7 +175,7 @@ impl records::Host for JobState {
         checked!(self, Capability::Records, {
             let query = serde_json::from_str(&query)
                 .map_err(|e| WitHostError::Invalid(format!("query is not a valid query object: {e}")))?;
-            let page = self.services.records.find(&self.principal, &object, query).await?;
+            let page = self.services.records.find(&self.actor, &object, query).await?;
             Ok(records::Page {
                 records: Value::Array(page.records).to_string(),
                 next_cursor: page.next_cursor,
@@ -186,7 +186,7 @@ impl records::Host for JobState {
     async fn count(&mut self, object: String, filter: String) -> HostResult<u64> {
         checked!(self, Capability::Records, {
             let filter = parse_json("filter", &filter)?;
-            Ok(self.services.records.count(&self.principal, &object, filter).await?)
+            Ok(self.services.records.count(&self.actor, &object, filter).await?)
         })
     }
 }
@@ -199,7 +199,7 @@ impl records_write::Host for JobState {
     async fn insert(&mut self, object: String, records: String) -> HostResult<Vec<String>> {
         checked!(self, Capability::RecordsWrite, {
             let records = parse_records(&records)?;
-            Ok(self.services.records.insert(&self.principal, &object, records).await?)
+            Ok(self.services.records.insert(&self.actor, &object, records).await?)
         })
     }
 
@@ -212,14 +212,14 @@ impl records_write::Host for JobState {
         checked!(self, Capability::RecordsWrite, {
             let filter = parse_json("filter", &filter)?;
             let patch = parse_json("patch", &patch)?;
-            Ok(write_report(self.services.records.update(&self.principal, &object, filter, patch).await?))
+            Ok(write_report(self.services.records.update(&self.actor, &object, filter, patch).await?))
         })
     }
 
     async fn delete(&mut self, object: String, filter: String) -> HostResult<records_write::WriteReport> {
         checked!(self, Capability::RecordsWrite, {
             let filter = parse_json("filter", &filter)?;
-            Ok(write_report(self.services.records.delete(&self.principal, &object, filter).await?))
+            Ok(write_report(self.services.records.delete(&self.actor, &object, filter).await?))
         })
     }
 }
@@ -238,7 +238,7 @@ impl records_import::Host for JobState {
                 records_import::OnConflict::Replace => services::OnConflict::Replace,
                 records_import::OnConflict::Fail => services::OnConflict::Fail,
             };
-            let report = self.services.records.import(&self.principal, &object, records, on_conflict).await?;
+            let report = self.services.records.import(&self.actor, &object, records, on_conflict).await?;
             Ok(records_import::ImportReport {
                 inserted: report.inserted,
                 replaced: report.replaced,
@@ -265,8 +265,16 @@ fn artifact_info(info: services::ArtifactInfo) -> artifact_types::ArtifactInfo {
 impl artifacts::Host for JobState {
     async fn create(&mut self, name: String, content_type: String) -> HostResult<Resource<ArtifactWriter>> {
         checked!(self, Capability::Artifacts, {
-            let sink =
-                self.services.artifacts.create(&self.principal, &self.job_id, &name, &content_type).await?;
+            let sink = self
+                .services
+                .artifacts
+                .create(
+                    &self.actor.principal,
+                    self.actor.job_id.as_deref().unwrap_or_default(),
+                    &name,
+                    &content_type,
+                )
+                .await?;
             self.table
                 .push(ArtifactWriter(sink))
                 .map_err(|e| WitHostError::LimitExceeded(format!("too many open artifacts: {e}")))
@@ -298,13 +306,13 @@ impl artifacts::HostWriter for JobState {
 impl artifacts_read::Host for JobState {
     async fn info(&mut self, id: String) -> HostResult<artifact_types::ArtifactInfo> {
         checked!(self, Capability::ArtifactsRead, {
-            Ok(artifact_info(self.services.artifacts.info(&self.principal, &id).await?))
+            Ok(artifact_info(self.services.artifacts.info(&self.actor.principal, &id).await?))
         })
     }
 
     async fn open(&mut self, id: String) -> HostResult<Resource<ArtifactReader>> {
         checked!(self, Capability::ArtifactsRead, {
-            let source = self.services.artifacts.open(&self.principal, &id).await?;
+            let source = self.services.artifacts.open(&self.actor.principal, &id).await?;
             self.table
                 .push(ArtifactReader(source))
                 .map_err(|e| WitHostError::LimitExceeded(format!("too many open artifacts: {e}")))

@@ -32,7 +32,7 @@ pub use component::{CompiledHandler, ComponentError};
 pub use config::{Limits, SandboxConfig};
 pub use host::ProgressObserver;
 pub use log::{JobLog, Level, LogLine, LogRecord, Source};
-pub use memory::{MemoryArtifacts, MemoryRecords, SYSTEM_FIELDS};
+pub use memory::MemoryArtifacts;
 pub use outcome::{Disposition, Outcome, OutcomeKind, Progress, Usage};
 pub use services::{
     ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, ImportReport, ObjectInfo,
@@ -184,8 +184,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.memory),
             log: log.clone(),
-            principal: job.principal,
-            job_id: job.job_id,
+            actor: crate::store::Actor { principal: job.principal, job_id: Some(job.job_id) },
             grants: job.grants,
             services: job.services,
             progress: None,

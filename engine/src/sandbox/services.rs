@@ -15,6 +15,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::principal::Principal;
+use crate::store::Actor;
 
 /// Why a host call failed, as the guest sees it (`host-error` in the WIT).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -131,41 +132,37 @@ pub struct ImportReport {
     pub skipped: u64,
 }
 
-/// The records a job works on, always accessed as a principal.
+/// The records a job works on, always accessed as an actor (a principal,
+/// and the job if the call comes from one).
 #[async_trait]
 pub trait RecordsService: Send + Sync {
     /// Objects the principal can read, with their visible fields.
-    async fn objects(&self, principal: &Principal) -> Result<Vec<ObjectInfo>, HostError>;
+    async fn objects(&self, actor: &Actor) -> Result<Vec<ObjectInfo>, HostError>;
     /// One page of records of `object` matching `query`.
-    async fn find(&self, principal: &Principal, object: &str, query: Query) -> Result<Page, HostError>;
+    async fn find(&self, actor: &Actor, object: &str, query: Query) -> Result<Page, HostError>;
     /// How many records of `object` match `filter`.
-    async fn count(&self, principal: &Principal, object: &str, filter: Value) -> Result<u64, HostError>;
+    async fn count(&self, actor: &Actor, object: &str, filter: Value) -> Result<u64, HostError>;
     /// Inserts records, returning their ids.
     async fn insert(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         object: &str,
         records: Vec<Value>,
     ) -> Result<Vec<String>, HostError>;
     /// Patches the records matching `filter`.
     async fn update(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         object: &str,
         filter: Value,
         patch: Value,
     ) -> Result<WriteReport, HostError>;
     /// Deletes the records matching `filter`.
-    async fn delete(
-        &self,
-        principal: &Principal,
-        object: &str,
-        filter: Value,
-    ) -> Result<WriteReport, HostError>;
+    async fn delete(&self, actor: &Actor, object: &str, filter: Value) -> Result<WriteReport, HostError>;
     /// Inserts records with caller-given system fields.
     async fn import(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         object: &str,
         records: Vec<Value>,
         on_conflict: OnConflict,

@@ -28,7 +28,7 @@ struct Held {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     jobs: BTreeMap<u64, Job>,
     seq_of: HashMap<String, u64>,
     next_seq: u64,
@@ -47,6 +47,7 @@ struct State {
     schedule_events: Vec<ScheduleEvent>,
     /// Fire keys taken, with the job each enqueued.
     fire_keys: HashMap<String, String>,
+    pub(super) records: super::memory_records::Records,
 }
 
 /// Jobs, events and handlers in process memory.
@@ -61,7 +62,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

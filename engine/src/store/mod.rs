@@ -10,7 +10,11 @@
 //! written together.
 
 pub mod memory;
+mod memory_records;
+pub mod records;
 pub mod sqlite;
+mod sqlite_filter;
+mod sqlite_records;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +27,10 @@ use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 pub use memory::MemoryStore;
+pub use records::{
+    AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
+    RecordStore, RecordUpdate, SortValue,
+};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -51,6 +59,20 @@ pub enum StoreError {
     /// The schedule changed since the caller read it.
     #[error("schedule `{0}` was changed meanwhile; read it again")]
     ScheduleChanged(String),
+    /// A record with this id exists already.
+    #[error("a record with id `{id}` already exists in `{object}`")]
+    RecordExists {
+        /// The object.
+        object: String,
+        /// The id.
+        id: String,
+    },
+    /// A write would leave a record outside the writer's check filter.
+    #[error("record `{0}` would fall outside the records the writer may change")]
+    RecordCheck(String),
+    /// An import would replace a record the importer may not change.
+    #[error("record `{0}` exists and may not be replaced by this principal")]
+    RecordNotReplaceable(String),
     /// The database failed.
     #[error("storage failed: {0}")]
     Backend(String),
@@ -246,9 +268,10 @@ pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
     format!("{schedule_id}@{}", due.timestamp_millis())
 }
 
-/// The storage every engine node shares.
+/// The storage every engine node shares: jobs and schedules here, records
+/// in [`RecordStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RecordStore + Send + Sync + 'static {
     /// Stores new jobs and their `job.enqueued` events, all or none. A unique
     /// key held by an active job (or twice in the batch) refuses the batch.
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;

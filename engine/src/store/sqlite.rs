@@ -141,6 +141,38 @@ const MIGRATIONS: &[(i64, &str)] = &[
         data TEXT NOT NULL
     );",
     ),
+    (
+        4,
+        // System fields are columns (indexed where record filters and
+        // cleanups look); every other field is in `body`.
+        "CREATE TABLE records (
+        seq INTEGER PRIMARY KEY,
+        object TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX records_id ON records (object, id);
+    CREATE INDEX records_owner ON records (object, owner, id);
+    CREATE INDEX records_created ON records (object, created_at);
+    CREATE INDEX records_updated ON records (object, updated_at);
+    CREATE TABLE record_fields (
+        object TEXT NOT NULL,
+        field TEXT NOT NULL,
+        PRIMARY KEY (object, field)
+    ) WITHOUT ROWID;
+    CREATE TABLE access_events (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        job_id TEXT,
+        resource TEXT NOT NULL,
+        data TEXT NOT NULL
+    );",
+    ),
 ];
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
@@ -194,7 +226,7 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
     }
 }
 
-fn backend(error: impl std::fmt::Display) -> StoreError {
+pub(super) fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
@@ -214,6 +246,7 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(backend)?;
+    super::sqlite_filter::register_functions(&conn).map_err(backend)?;
     // Room for every statement the store prepares (the default 16 is fewer,
     // and an evicted statement is parsed again on its next use).
     conn.set_prepared_statement_cache_capacity(128);
@@ -272,7 +305,7 @@ impl SqliteStore {
     /// once that transaction has committed. `f` must either succeed, or fail
     /// before writing anything, or fail with a database error; a request
     /// that can be refused after it has written uses [`in_savepoint`].
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -293,7 +326,7 @@ impl SqliteStore {
         answer.await.map_err(|_| backend("the write was not committed (see the engine log)"))?
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -305,7 +338,7 @@ impl SqliteStore {
     }
 }
 
-fn in_savepoint<T>(
+pub(super) fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -362,19 +395,19 @@ fn write_loop(conn: Connection, work: mpsc::Receiver<Work>) {
     }
 }
 
-fn millis(at: DateTime<Utc>) -> i64 {
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(super) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("engine types serialize")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }

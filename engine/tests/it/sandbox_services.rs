@@ -4,9 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
+use objectos_engine::clock::SystemClock;
+use objectos_engine::permissions::Filter;
+use objectos_engine::records::RecordsEngine;
 use objectos_engine::sandbox::{
-    Level, MemoryArtifacts, MemoryRecords, OutcomeKind, Progress, ProgressObserver, Services, Source,
+    Level, MemoryArtifacts, OutcomeKind, Progress, ProgressObserver, Services, Source,
 };
+use objectos_engine::store::{MemoryStore, RecordStore};
 
 use crate::harness::{hostile, job, run, sandbox};
 
@@ -47,9 +51,9 @@ async fn the_guest_sees_its_job_context() {
 
 #[tokio::test]
 async fn records_round_trip_through_the_services() {
-    let records = MemoryRecords::new();
-    let services =
-        Services { records: Arc::new(records.clone()), artifacts: Arc::new(MemoryArtifacts::new()) };
+    let store = Arc::new(MemoryStore::new());
+    let records = RecordsEngine::unrestricted(store.clone(), Arc::new(SystemClock));
+    let services = Services { records: Arc::new(records), artifacts: Arc::new(MemoryArtifacts::new()) };
     let with = |action: &str| {
         let mut job = job(action);
         job.services = services.clone();
@@ -70,15 +74,15 @@ async fn records_round_trip_through_the_services() {
     let again = sandbox().run(&hostile(), with("import:contacts")).await;
     let OutcomeKind::HandlerError { message, .. } = again.kind else { panic!("{:?}", again.kind) };
     assert!(message.contains("already exists"), "{message}");
-    assert_eq!(records.snapshot()["contacts"].len(), 2, "the failed import stored nothing");
+    let stored = store.count_records("contacts", &Filter::everything()).await.unwrap();
+    assert_eq!(stored, 2, "the failed import stored nothing");
 }
 
 #[tokio::test]
 async fn artifacts_are_written_and_read_back_in_chunks() {
     let artifacts = MemoryArtifacts::new();
     let mut write = job("artifact:hello, artifact world");
-    write.services =
-        Services { records: Arc::new(MemoryRecords::new()), artifacts: Arc::new(artifacts.clone()) };
+    write.services = Services { artifacts: Arc::new(artifacts.clone()), ..Services::in_memory() };
     let outcome = sandbox().run(&hostile(), write).await;
     assert_eq!(outcome.kind, OutcomeKind::Completed { result: "\"hello, artifact world\"".into() });
     let stored = artifacts.all();

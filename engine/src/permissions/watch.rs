@@ -1,0 +1,57 @@
+//! Reloading the permission sets when their files change: the directory is
+//! polled (names, sizes and modification times of its set files), which
+//! works on every platform and filesystem and costs one `read_dir` a tick.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::PermissionsDir;
+
+type Signature = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// What the set files in `dir` look like now (empty if it is missing).
+fn signature(dir: &Path) -> Signature {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Signature = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+impl PermissionsDir {
+    /// Reloads and logs the result: the new count, or why the previous
+    /// sets stay in force.
+    pub fn reload_logged(&self, why: &str) {
+        match self.reload() {
+            Ok(count) => tracing::info!(sets = count, why, "permission sets reloaded"),
+            Err(error) => {
+                tracing::error!(%error, why, "permission sets not reloaded; the previous ones stay in force")
+            }
+        }
+    }
+
+    /// Checks the directory every `every` and reloads when a set file
+    /// appears, changes or goes. Stops when the task is aborted.
+    pub fn watch(self: &Arc<Self>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let dir = self.dir()?.to_path_buf();
+        let permissions = self.clone();
+        Some(tokio::spawn(async move {
+            let mut seen = signature(&dir);
+            loop {
+                tokio::time::sleep(every).await;
+                let now = signature(&dir);
+                if now != seen {
+                    seen = now;
+                    permissions.reload_logged("files changed");
+                }
+            }
+        }))
+    }
+}
