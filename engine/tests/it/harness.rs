@@ -70,6 +70,16 @@ pub async fn queue(
     config: QueueConfig,
     policy: Arc<dyn Policy>,
 ) -> (Queue, ManualClock) {
+    queue_with(store, config, policy, Services::in_memory()).await
+}
+
+/// [`queue`] with the records and artifacts jobs reach given.
+pub async fn queue_with(
+    store: Arc<dyn Store>,
+    config: QueueConfig,
+    policy: Arc<dyn Policy>,
+    services: Services,
+) -> (Queue, ManualClock) {
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let registry = Arc::new(Registry::new(store.clone(), shared_sandbox(), clock_arc.clone(), None));
@@ -81,7 +91,7 @@ pub async fn queue(
         sandbox: shared_sandbox(),
         clock: clock_arc,
         policy,
-        services: Services::in_memory(),
+        services,
         config,
     });
     (queue, clock)

@@ -5,6 +5,7 @@ mod harness;
 mod permissions;
 mod permissions_properties;
 mod queue;
+mod records;
 mod sandbox_components;
 mod sandbox_hostile;
 mod sandbox_services;
