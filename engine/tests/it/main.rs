@@ -6,6 +6,8 @@ mod permissions;
 mod permissions_properties;
 mod queue;
 mod records;
+mod records_differential;
+mod records_properties;
 mod sandbox_components;
 mod sandbox_hostile;
 mod sandbox_services;
