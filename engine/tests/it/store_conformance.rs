@@ -7,9 +7,15 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use objectos_engine::jobs::{
     Attempt, AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, Priority, lifecycle::check_path,
 };
+use objectos_engine::permissions::Filter;
 use objectos_engine::principal::Principal;
 use objectos_engine::sandbox::{Level, LogLine, Source, Usage};
+use objectos_engine::sandbox::{OnConflict, SortKey, SortOrder};
 use objectos_engine::schedule::{OverlapPolicy, Schedule, ScheduleEventType, ScheduleSpec};
+use objectos_engine::store::{
+    AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
+    RecordUpdate,
+};
 use objectos_engine::store::{
     Cancelled, ClaimRequest, Finish, FinishKind, Fire, FireAction, FireOutcome, JobInsert, Lease,
     MemoryStore, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError, sqlite::Durability,
@@ -618,6 +624,146 @@ pub async fn skips_and_paused_schedules(store: Arc<dyn Store>) {
     assert!(store.get("j2").await.unwrap().is_none());
 }
 
+fn contact(id: &str, owner: &str, fields: serde_json::Value) -> Record {
+    let mut record = Record::new();
+    record.insert("id".into(), json!(id));
+    record.insert("owner".into(), json!(owner));
+    record.insert("created_at".into(), json!("2026-01-01T00:00:00.000Z"));
+    record.insert("updated_at".into(), json!("2026-01-01T00:00:00.000Z"));
+    record.extend(fields.as_object().unwrap().clone());
+    record
+}
+
+fn actor() -> Actor {
+    Actor { principal: Principal::new("ada", &["admin"]), job_id: Some("job-9".into()) }
+}
+
+fn everything(limit: usize) -> RecordFind {
+    RecordFind { filter: Filter::everything(), sort: vec![], after: None, limit }
+}
+
+async fn records_are_found_in_order_and_paged(store: Arc<dyn Store>) {
+    let rows = vec![
+        contact("b", "u1", json!({"n": 2, "tags": ["x"]})),
+        contact("a", "u2", json!({"n": 10})),
+        contact("c", "u1", json!({"n": "2"})),
+        contact("d", "u1", json!({})),
+    ];
+    store.insert_records("contacts", rows.clone(), &actor(), t0()).await.unwrap();
+    let all = store.find_records("contacts", everything(10)).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "by id without a sort");
+    assert_eq!(all[1], rows[0], "stored as given");
+    // Missing sorts first, then numbers by value, then strings.
+    let sort = vec![SortKey { field: "n".into(), order: SortOrder::Asc }];
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let find =
+            RecordFind { filter: Filter::everything(), sort: sort.clone(), after: after.clone(), limit: 3 };
+        let page = store.find_records("contacts", find).await.unwrap();
+        seen.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        if page.len() < 3 {
+            break;
+        }
+        after = Some(Position::of(&serde_json::Value::Object(page[2].clone()), &sort));
+    }
+    assert_eq!(seen, ["d", "b", "a", "c"]);
+    let mine = Filter::parse(&json!({"owner": "u1", "tags": {"$contains": "x"}})).unwrap();
+    assert_eq!(store.count_records("contacts", &mine).await.unwrap(), 1);
+    assert_eq!(store.count_records("invoices", &Filter::everything()).await.unwrap(), 0);
+    let fields = store.record_fields().await.unwrap();
+    assert!(fields["contacts"].contains("tags") && fields["contacts"].contains("owner"));
+    let taken = vec![contact("e", "u1", json!({})), rows[0].clone()];
+    let refused = store.insert_records("contacts", taken, &actor(), t0()).await;
+    assert!(matches!(refused, Err(StoreError::RecordExists { .. })));
+    assert_eq!(store.count_records("contacts", &Filter::everything()).await.unwrap(), 4, "all or nothing");
+}
+
+async fn record_writes_are_whole_and_evented(store: Arc<dyn Store>) {
+    let rows = vec![contact("a", "u1", json!({"n": 1})), contact("b", "u2", json!({"n": 2}))];
+    store.insert_records("contacts", rows, &actor(), t0()).await.unwrap();
+    let own = Filter::parse(&json!({"owner": "u1"})).unwrap();
+    let patch = json!({"n": 5, "note": "x"}).as_object().unwrap().clone();
+    // The check fails for one record: nothing is written.
+    let strict = RecordUpdate {
+        matching: Filter::everything(),
+        allowed: Filter::everything(),
+        check: Filter::parse(&json!({"owner": "u1"})).unwrap(),
+        patch: patch.clone(),
+    };
+    let refused = store.update_records("contacts", strict, &actor(), t0()).await;
+    assert_eq!(refused, Err(StoreError::RecordCheck("b".into())));
+    let later = t0() + Duration::seconds(1);
+    let update =
+        RecordUpdate { matching: Filter::everything(), allowed: own.clone(), check: own.clone(), patch };
+    let report = store.update_records("contacts", update, &actor(), later).await.unwrap();
+    assert_eq!((report.matched, report.changed, report.skipped), (2, 1, 1));
+    let all = store.find_records("contacts", everything(10)).await.unwrap();
+    assert_eq!((all[0]["n"].clone(), all[1]["n"].clone()), (json!(5), json!(2)));
+    assert_eq!(all[0]["updated_at"], "2026-01-01T00:00:01.000Z");
+    let delete = RecordDelete { matching: Filter::everything(), allowed: own };
+    let report = store.delete_records("contacts", delete, &actor(), later).await.unwrap();
+    assert_eq!((report.matched, report.changed, report.skipped), (2, 1, 1));
+
+    let denial = AccessEvent::new(
+        AccessEventType::PermissionDenied,
+        &actor(),
+        "objects/contacts".into(),
+        json!({}),
+        later,
+    );
+    store.record_access(denial).await.unwrap();
+    let events = store.access_events(0, 10).await.unwrap();
+    let kinds: Vec<AccessEventType> = events.iter().map(|e| e.event).collect();
+    assert_eq!(
+        kinds,
+        [
+            AccessEventType::RecordsInserted,
+            AccessEventType::RecordsUpdated,
+            AccessEventType::RecordsDeleted,
+            AccessEventType::PermissionDenied
+        ]
+    );
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(events[1].data, json!({"matched": 2, "changed": 1, "skipped": 1}));
+    assert_eq!(events[1].job_id.as_deref(), Some("job-9"));
+    assert_eq!(store.access_events(3, 10).await.unwrap().len(), 1);
+}
+
+async fn record_imports_resolve_conflicts(store: Arc<dyn Store>) {
+    store
+        .insert_records("contacts", vec![contact("a", "u1", json!({"v": 1}))], &actor(), t0())
+        .await
+        .unwrap();
+    let import = |records: Vec<Record>, on_conflict, replaceable: Filter| RecordImport {
+        records,
+        on_conflict,
+        replaceable,
+    };
+    let new = contact("a", "u1", json!({"v": 2}));
+    let fresh = contact("b", "u2", json!({}));
+    let fail = import(vec![fresh.clone(), new.clone()], OnConflict::Fail, Filter::everything());
+    assert!(matches!(
+        store.import_records("contacts", fail, &actor(), t0()).await,
+        Err(StoreError::RecordExists { .. })
+    ));
+    let guarded = import(vec![fresh.clone(), new.clone()], OnConflict::Replace, Filter::nothing());
+    assert_eq!(
+        store.import_records("contacts", guarded, &actor(), t0()).await,
+        Err(StoreError::RecordNotReplaceable("a".into()))
+    );
+    assert_eq!(store.count_records("contacts", &Filter::everything()).await.unwrap(), 1, "nothing partial");
+    let skip = import(vec![fresh.clone(), new.clone()], OnConflict::Skip, Filter::nothing());
+    let report = store.import_records("contacts", skip, &actor(), t0()).await.unwrap();
+    assert_eq!((report.inserted, report.replaced, report.skipped), (1, 0, 1));
+    let replace = import(vec![new.clone()], OnConflict::Replace, Filter::everything());
+    let report = store.import_records("contacts", replace, &actor(), t0()).await.unwrap();
+    assert_eq!(report.replaced, 1);
+    let stored = store.find_records("contacts", everything(10)).await.unwrap();
+    assert_eq!(stored[0], new);
+}
+
 /// Runs every conformance test against a fresh store from `$make`.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -644,7 +790,10 @@ macro_rules! conformance {
                 schedule_changes_are_stored_with_their_events,
                 a_fire_enqueues_its_job_once,
                 overlap_skip_waits_for_the_previous_run,
-                skips_and_paused_schedules);
+                skips_and_paused_schedules,
+                records_are_found_in_order_and_paged,
+                record_writes_are_whole_and_evented,
+                record_imports_resolve_conflicts);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {
