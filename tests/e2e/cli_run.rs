@@ -171,3 +171,68 @@ fn the_demo_shows_the_queue_at_work_and_exits_0() {
     assert!(rows.first().unwrap().contains("critical"), "{table}");
     assert!(rows.last().unwrap().contains("low"), "{table}");
 }
+
+/// `--as` and `--permissions`: the author sees what a principal would see on
+/// the server — its records, without hidden fields, with its capabilities.
+#[test]
+fn permissions_restrict_a_local_run_as_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = write_file(dir.path(), "summary.wasm", objectos_engine::examples::CONTACTS_SUMMARY);
+    let records = dir.path().join("records.json");
+    std::fs::copy(repo().join("guest-sdk/examples/contacts.json"), &records).unwrap();
+    let sets = dir.path().join("permissions");
+    std::fs::create_dir(&sets).unwrap();
+    write_file(
+        &sets,
+        "contacts.yaml",
+        b"name: contacts\nobjectName: contacts\nprofiles:\n  sales: { allowRead: true, allowEdit: true, \
+          viewFilters: { owner: \"{{ userId }}\" } }\n  viewer: { allowRead: true }\n\
+          fieldPermissions:\n  amount: { visibleTo: [manager] }\n",
+    );
+    let as_user = |profile: &str| format!(r#"{{"userId":"grace","profiles":["{profile}"]}}"#);
+    let base = |principal: String, data: &str| -> (i32, String, String) {
+        let args = [
+            wasm.to_str().unwrap(),
+            "--records",
+            records.to_str().unwrap(),
+            "--permissions",
+            sets.to_str().unwrap(),
+            "--as",
+            &principal,
+            "--data",
+            data,
+            "--write-back",
+        ];
+        let out = run(&args);
+        (out.status.code().unwrap(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (code, stdout, stderr) = base(as_user("sales"), r#"{"object":"contacts","mark":true}"#);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("\"total\": 2"), "only grace's two contacts: {stdout}");
+    assert!(stdout.contains("\"marked\": 2"), "{stdout}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&records).unwrap()).unwrap();
+    let reviewed: Vec<&str> = saved["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reviewed"] == true)
+        .map(|r| r["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(reviewed, ["grace", "grace"], "ada's contacts were not touched");
+
+    let (code, _, stderr) = base(as_user("sales"), r#"{"object":"contacts","groupBy":"amount"}"#);
+    assert_eq!(code, 11, "{stderr}");
+    assert!(stderr.contains("`amount`") && stderr.contains("not visible"), "{stderr}");
+
+    // A read-only principal is not granted records-write, which the handler imports.
+    let (code, _, stderr) = base(as_user("viewer"), r#"{"object":"contacts"}"#);
+    assert_eq!(code, 17, "{stderr}");
+    assert!(stderr.contains("records-write"), "{stderr}");
+
+    let bad = write_file(&sets, "broken.yaml", b"name: broken\nobjectName: x\nprofiles:\n  a: { allowRaed: true }\n");
+    let out = run(&[wasm.to_str().unwrap(), "--permissions", sets.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&bad.display().to_string()) && stderr.contains(":4"), "names file and line: {stderr}");
+}
