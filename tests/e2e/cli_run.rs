@@ -230,9 +230,16 @@ fn permissions_restrict_a_local_run_as_on_the_server() {
     assert_eq!(code, 17, "{stderr}");
     assert!(stderr.contains("records-write"), "{stderr}");
 
-    let bad = write_file(&sets, "broken.yaml", b"name: broken\nobjectName: x\nprofiles:\n  a: { allowRaed: true }\n");
+    let bad = write_file(
+        &sets,
+        "broken.yaml",
+        b"name: broken\nobjectName: x\nprofiles:\n  a: { allowRaed: true }\n",
+    );
     let out = run(&[wasm.to_str().unwrap(), "--permissions", sets.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&bad.display().to_string()) && stderr.contains(":4"), "names file and line: {stderr}");
+    assert!(
+        stderr.contains(&bad.display().to_string()) && stderr.contains(":4"),
+        "names file and line: {stderr}"
+    );
 }

@@ -152,7 +152,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         owner TEXT NOT NULL,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
-        body TEXT NOT NULL
+        body BLOB NOT NULL
     );
     CREATE UNIQUE INDEX records_id ON records (object, id);
     CREATE INDEX records_owner ON records (object, owner, id);

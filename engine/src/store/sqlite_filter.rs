@@ -161,7 +161,7 @@ fn compile_condition(target: &Target, condition: &Condition, sql: &mut Sql) {
             ordered(target, "<=", high, sql);
             sql.push(")");
         }
-        Condition::In(options) => join(sql, options, " OR ", "0", |sql, o| equal(target, o, sql)),
+        Condition::In(options) => one_of(target, options, sql),
         Condition::Nin(options) => {
             negate(sql, |sql| compile_condition(target, &Condition::In(options.clone()), sql))
         }
@@ -216,9 +216,58 @@ fn number(n: &serde_json::Number) -> SqlValue {
     }
 }
 
+/// Whether `json_extract` alone tells `value` apart, so the JSON type
+/// need not be checked: a field's extracted value equals it only if the
+/// field holds exactly it. Lists and objects extract as their JSON text
+/// (which a string starting with `[` or `{` could equal), booleans as 0
+/// and 1 (which those numbers would equal).
+fn self_typed(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !s.starts_with(['[', '{']),
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && f != 1.0),
+        _ => false,
+    }
+}
+
+/// `rest`, made false instead of NULL for a missing field.
+fn never_null(target: &Target, sql: &mut Sql, rest: impl FnOnce(&mut Sql)) {
+    let json = target.kind.is_some();
+    sql.push("(");
+    if json {
+        sql.push("(");
+    }
+    rest(sql);
+    if json {
+        sql.push(") IS 1");
+    }
+    sql.push(")");
+}
+
+fn bind(value: &Value, sql: &mut Sql) {
+    match value {
+        Value::Number(n) => sql.param(number(n)),
+        Value::String(s) => sql.text_param(s),
+        other => sql.text_param(&other.to_string()),
+    }
+}
+
 /// The field is present and equal to `value` (the evaluator's `equal`).
 fn equal(target: &Target, value: &Value, sql: &mut Sql) {
     let v = &target.value;
+    if self_typed(value) {
+        // One extraction and no type test: the common case, kept cheap.
+        sql.push("(");
+        never_null(target, sql, |sql| {
+            sql.push(&format!("{v} = "));
+            bind(value, sql);
+        });
+        if let Some(key) = value.as_str().and_then(time_key) {
+            sql.push(&format!(" OR objectos_time({v}) IS "));
+            sql.param(SqlValue::Text(key));
+        }
+        sql.push(")");
+        return;
+    }
     match value {
         Value::Null => typed(target, &["null"], sql, |sql| sql.push("1")),
         Value::Bool(b) => typed(target, &[if *b { "true" } else { "false" }], sql, |sql| sql.push("1")),
@@ -229,10 +278,6 @@ fn equal(target: &Target, value: &Value, sql: &mut Sql) {
         Value::String(s) => typed(target, &["text"], sql, |sql| {
             sql.push(&format!("{v} = "));
             sql.text_param(s);
-            if let Some(key) = time_key(s) {
-                sql.push(&format!(" OR objectos_time({v}) IS "));
-                sql.param(SqlValue::Text(key));
-            }
         }),
         Value::Array(_) | Value::Object(_) => {
             let kind = if value.is_array() { "array" } else { "object" };
@@ -242,6 +287,24 @@ fn equal(target: &Target, value: &Value, sql: &mut Sql) {
                 sql.push(")");
             })
         }
+    }
+}
+
+/// The field equals one of `options`.
+fn one_of(target: &Target, options: &[Value], sql: &mut Sql) {
+    let plain = |o: &Value| self_typed(o) && o.as_str().and_then(time_key).is_none();
+    if options.len() > 1 && options.iter().all(plain) {
+        // One extraction for the whole list (an `IN` list would build a
+        // temporary b-tree per evaluation); a missing field matches no arm.
+        sql.push(&format!("(CASE {}", target.value));
+        for option in options {
+            sql.push(" WHEN ");
+            bind(option, sql);
+            sql.push(" THEN 1");
+        }
+        sql.push(" ELSE 0 END)");
+    } else {
+        join(sql, options, " OR ", "0", |sql, o| equal(target, o, sql));
     }
 }
 

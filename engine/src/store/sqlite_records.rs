@@ -20,7 +20,9 @@ use super::sqlite_filter::{Sql, after, compile, order_by};
 use crate::permissions::Filter;
 use crate::sandbox::{ImportReport, OnConflict, WriteReport};
 
-const COLUMNS: &str = "id, owner, created_at, updated_at, body";
+/// `body` is stored as SQLite's binary JSON (JSONB): filters read it without
+/// parsing text, and it is turned back into text only for returned rows.
+const COLUMNS: &str = "id, owner, created_at, updated_at, json(body)";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let mut record = Map::new();
@@ -76,7 +78,7 @@ fn count(conn: &Connection, object: &str, filter: &Filter) -> Result<u64, StoreE
 /// Inserts or replaces one record and notes its fields.
 fn put(conn: &Connection, object: &str, record: &Record) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
-        "INSERT INTO records (object, id, owner, created_at, updated_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO records (object, id, owner, created_at, updated_at, body) VALUES (?1, ?2, ?3, ?4, ?5, jsonb(?6))
          ON CONFLICT (object, id) DO UPDATE SET owner = excluded.owner, created_at = excluded.created_at,
              updated_at = excluded.updated_at, body = excluded.body",
     )?
