@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
 use objectos_engine::store::{SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
-use crate::support::{objectos, write_admin_permissions};
+use crate::support::{objectos, write_admin_permissions, write_file};
 
 const JOBS: usize = 2000;
 const CONCURRENCY: usize = 8;
@@ -169,4 +169,65 @@ fn a_bad_config_file_is_refused_naming_the_line() {
         stderr.contains("objectos.yaml") && stderr.contains("`forever`") && stderr.contains("line "),
         "{stderr}"
     );
+}
+
+/// Waits until the log at `path` contains `needle` `times` times, or panics.
+fn wait_for_log(path: &Path, needle: &str, times: usize) -> String {
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.matches(needle).count() >= times {
+            return log;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no {needle:?} ×{times} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn permission_sets_are_checked_at_start_and_reloaded_on_change_or_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets");
+    write_admin_permissions(&sets);
+    let broken = sets.join("zz-broken.yaml");
+    std::fs::write(&broken, "name: broken\nobjectName: x\nprofiles:\n  a: { allowRaed: true }\n").unwrap();
+    let serve = |log: &str| {
+        objectos()
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--permissions")
+            .arg(&sets)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve("refused.log").wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("refused.log")).unwrap();
+    assert_eq!(refused.code(), Some(1), "{log}");
+    assert!(log.contains("zz-broken.yaml:4"), "names the file and line: {log}");
+
+    std::fs::remove_file(&broken).unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut child = serve("serve.log");
+    wait_for_log(&log_path, "objectos is serving", 1);
+    // A new valid file is picked up; a broken one keeps the sets in force.
+    write_file(
+        &sets,
+        "more.yaml",
+        b"name: more\nobjectName: notes\nprofiles:\n  admin: { allowRead: true }\n",
+    );
+    let log = wait_for_log(&log_path, "permission sets reloaded", 1);
+    assert!(log.contains("sets=3"), "{log}");
+    std::fs::write(&broken, "name: broken\nobjectName: x\nprofiles:\n  a: { allowRaed: true }\n").unwrap();
+    let log = wait_for_log(&log_path, "the previous ones stay in force", 1);
+    assert!(log.contains("zz-broken.yaml:4"), "{log}");
+    std::fs::remove_file(&broken).unwrap();
+    wait_for_log(&log_path, "permission sets reloaded", 2);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let log = wait_for_log(&log_path, "why=\"SIGHUP\"", 1);
+    assert!(log.contains("permission sets reloaded"), "{log}");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
 }

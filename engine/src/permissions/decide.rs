@@ -367,25 +367,30 @@ fn grant(rules: &ObjectRules, profile: &str) -> Grant {
 pub struct PermissionsDir {
     dir: Option<PathBuf>,
     current: RwLock<Arc<Permissions>>,
+    /// The directory's files as the last load attempt saw them.
+    pub(super) seen: std::sync::Mutex<super::watch::Signature>,
 }
 
 impl PermissionsDir {
     /// Loads the sets in `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, LoadError> {
         let dir = dir.into();
+        let seen = super::watch::signature(&dir).into();
         let current = RwLock::new(Arc::new(Permissions::load(&dir)?));
-        Ok(Self { dir: Some(dir), current })
+        Ok(Self { dir: Some(dir), current, seen })
     }
 
     /// No sets yet from a directory that does not exist: everything is
     /// denied until it does and is reloaded.
     pub fn watching_missing(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: Some(dir.into()), current: RwLock::new(Arc::new(Permissions::empty())) }
+        let dir = dir.into();
+        let seen = super::watch::signature(&dir).into();
+        Self { dir: Some(dir), current: RwLock::new(Arc::new(Permissions::empty())), seen }
     }
 
     /// Sets that come from no directory and never change (tests, local runs).
     pub fn fixed(permissions: Permissions) -> Self {
-        Self { dir: None, current: RwLock::new(Arc::new(permissions)) }
+        Self { dir: None, current: RwLock::new(Arc::new(permissions)), seen: Default::default() }
     }
 
     /// The directory the sets are read from, if any.
@@ -402,6 +407,7 @@ impl PermissionsDir {
     /// force and the error says why. Returns how many sets are in force.
     pub fn reload(&self) -> Result<usize, LoadError> {
         let Some(dir) = &self.dir else { return Ok(self.current().set_count()) };
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = super::watch::signature(dir);
         let loaded = Permissions::load(dir)?;
         let count = loaded.set_count();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);

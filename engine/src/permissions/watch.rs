@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use super::PermissionsDir;
 
-type Signature = Vec<(PathBuf, u64, Option<SystemTime>)>;
+/// The set files of a directory: names, sizes and modification times.
+pub(super) type Signature = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// What the set files in `dir` look like now (empty if it is missing).
-fn signature(dir: &Path) -> Signature {
+pub(super) fn signature(dir: &Path) -> Signature {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Signature = entries
         .filter_map(Result::ok)
@@ -38,17 +39,17 @@ impl PermissionsDir {
     }
 
     /// Checks the directory every `every` and reloads when a set file
-    /// appears, changes or goes. Stops when the task is aborted.
+    /// appears, changes or goes since the last load (or failed load: a
+    /// broken file is reported once, not every tick). Stops when the task
+    /// is aborted.
     pub fn watch(self: &Arc<Self>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
         let dir = self.dir()?.to_path_buf();
         let permissions = self.clone();
         Some(tokio::spawn(async move {
-            let mut seen = signature(&dir);
             loop {
                 tokio::time::sleep(every).await;
-                let now = signature(&dir);
-                if now != seen {
-                    seen = now;
+                let changed = *permissions.seen.lock().unwrap_or_else(|e| e.into_inner()) != signature(&dir);
+                if changed {
                     permissions.reload_logged("files changed");
                 }
             }
