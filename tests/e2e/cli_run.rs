@@ -159,13 +159,16 @@ fn the_demo_shows_the_queue_at_work_and_exits_0() {
         "timeout after",
         "handler-error after",
         "succeededOnAttempt",
-        "Stats: 1 cancelled, 8 completed, 1 failed",
+        "Stats: 1 cancelled, 10 completed, 1 failed",
         "paused the schedule after 3 fires",
+        r#"as grace  (sales) → {"groups":{"lost":1,"open":1},"marked":null,"total":2}"#,
+        "field `amount` of `contacts` is not visible to `grace`",
+        "imports records-write which `vic` is not granted",
     ] {
         assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
     }
     // Critical jobs start first, the low-priority one last.
-    let table = stdout.split("What happened").nth(1).unwrap().split("5. A schedule").next().unwrap();
+    let table = stdout.split("What happened").nth(1).unwrap().split("5. Records under permission").next().unwrap();
     let rows: Vec<&str> =
         table.lines().filter(|l| l.contains(" completed ") || l.contains(" cancelled ")).collect();
     assert!(rows.first().unwrap().contains("critical"), "{table}");

@@ -1,7 +1,8 @@
 //! `objectos demo`: the whole engine at work in one command. Starts an
 //! engine on a temporary embedded database, registers two example handlers,
 //! enqueues jobs that show priorities, a retry, a timeout and a cancel,
-//! fires a seconds-field schedule, and prints what happened. Later features
+//! runs a handler over sample records as principals who see different
+//! records, fires a seconds-field schedule, and prints what happened. Later features
 //! join the tour.
 
 use std::process::ExitCode;
@@ -14,7 +15,9 @@ use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, 
 use objectos_engine::node::Node;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::Queue;
+use objectos_engine::sandbox::{OnConflict, Query, RecordsService};
 use objectos_engine::schedule::ScheduleSpec;
+use objectos_engine::store::{AccessEventType, Actor};
 use serde_json::json;
 
 /// Show the engine at work: priorities, a retry, a timeout, a cancel, a schedule, stats.
@@ -29,8 +32,11 @@ pub struct DemoArgs {
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| temp.path().join("objectos-data"));
+    let permissions = temp.path().join("permissions");
+    write_demo_permissions(&permissions)?;
     let config = EngineConfig {
         data_dir,
+        permissions: Some(permissions),
         workers: objectos_engine::config::WorkersConfig { concurrency: 2, ..Default::default() },
         ..Default::default()
     };
@@ -139,7 +145,9 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
         );
     }
 
-    println!("\n5. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
+    records_under_permission(&node).await?;
+
+    println!("\n6. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
     let scheduler = node.scheduler.start().await?;
     let spec = ScheduleSpec::new("*/2 * * * * *", "template", json!({"name": "Cron", "times": 1}));
     let schedule = node.scheduler.add(&ops, Some("every-two-seconds".into()), spec).await?;
@@ -173,7 +181,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     let (counts, stats) = queue.stats().await?;
     let by_status: Vec<String> = counts.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
-        "\n6. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
+        "\n7. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
         by_status.join(", "),
         elapsed.as_secs_f64(),
         stats.attempts,
@@ -188,6 +196,77 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     println!("or `objectos serve` to run the engine for real.");
     Ok(())
 }
+
+/// The demo's permission sets: sales see their own contacts, managers
+/// their team's, and only admins see `amount`.
+const DEMO_PERMISSIONS: &str = r#"name: contact-permissions
+objectName: contacts
+profiles:
+  sales:   { allowRead: true, allowEdit: true, viewFilters: { owner: "{{ userId }}" } }
+  viewer:  { allowRead: true }
+  admin:   { allowRead: true, allowCreate: true, allowEdit: true, allowDelete: true }
+fieldPermissions:
+  amount: { visibleTo: [admin] }
+"#;
+
+const DEMO_SYSTEM: &str =
+    "name: operators\nsystem:\n  profiles:\n    admin: [records.import, jobs.impersonate]\n";
+
+fn write_demo_permissions(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("contacts.yaml"), DEMO_PERMISSIONS)?;
+    std::fs::write(dir.join("operators.yaml"), DEMO_SYSTEM)
+}
+
+/// Step 5: the same handler run as three principals sees three different
+/// sets of records, and one it may not run is refused at enqueue.
+async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
+    println!("\n5. Records under permission: four contacts (two owned by ada, two by grace), one handler.");
+    let ops = Actor::user(Principal::new("ops", &["admin"]));
+    let sample: serde_json::Value = serde_json::from_str(SAMPLE_CONTACTS)?;
+    let contacts = sample["contacts"].as_array().cloned().unwrap_or_default();
+    let report = node.records.import(&ops, "contacts", contacts, OnConflict::Fail).await?;
+    println!(
+        "   imported {} contacts as ops (records.import); sets: sales see their own, only admin sees `amount`",
+        report.inserted
+    );
+    node.queue.registry().register("contacts-summary", examples::CONTACTS_SUMMARY.to_vec()).await?;
+    for (who, profile) in [("ops", "admin"), ("grace", "sales")] {
+        let principal = Principal::new(who, &[profile]);
+        let job = node
+            .queue
+            .enqueue(&principal, NewJob::new("contacts-summary", json!({"object": "contacts"})))
+            .await?;
+        let job = tokio::time::timeout(Duration::from_secs(30), node.queue.wait_final(&job.id)).await??;
+        println!(
+            "   as {who:<6} ({profile:<5}) → {}",
+            job.result.map_or_else(|| job.error.unwrap_or_default(), |r| r.to_string())
+        );
+    }
+    let sales = Actor::user(Principal::new("grace", &["sales"]));
+    let query = Query { filter: Some(json!({"amount": {"$gt": 100}})), ..Query::default() };
+    if let Err(denied) = node.records.find(&sales, "contacts", query).await {
+        println!("   grace filtering on `amount` → {denied}");
+    }
+    let viewer = Principal::new("vic", &["viewer"]);
+    if let Err(refused) =
+        node.queue.enqueue(&viewer, NewJob::new("contacts-summary", json!({"object": "contacts"}))).await
+    {
+        println!("   vic (viewer, read-only) enqueueing it → refused: {refused}");
+    }
+    let denials = node
+        .queue
+        .store()
+        .access_events(0, 100)
+        .await?
+        .iter()
+        .filter(|e| e.event == AccessEventType::PermissionDenied)
+        .count();
+    println!("   {denials} denials recorded as access events for the audit log");
+    Ok(())
+}
+
+const SAMPLE_CONTACTS: &str = include_str!("../../../guest-sdk/examples/contacts.json");
 
 /// Waits until `count` jobs of `schedule` have finished and returns them, oldest first.
 async fn watch_fires(queue: &Queue, schedule: &str, count: usize) -> anyhow::Result<Vec<Job>> {
