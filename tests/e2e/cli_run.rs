@@ -168,7 +168,8 @@ fn the_demo_shows_the_queue_at_work_and_exits_0() {
         assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
     }
     // Critical jobs start first, the low-priority one last.
-    let table = stdout.split("What happened").nth(1).unwrap().split("5. Records under permission").next().unwrap();
+    let table =
+        stdout.split("What happened").nth(1).unwrap().split("5. Records under permission").next().unwrap();
     let rows: Vec<&str> =
         table.lines().filter(|l| l.contains(" completed ") || l.contains(" cancelled ")).collect();
     assert!(rows.first().unwrap().contains("critical"), "{table}");

@@ -77,6 +77,54 @@ fn normalized_time(value: &Value, what: &str) -> Result<String, HostError> {
         .ok_or_else(|| HostError::Invalid(format!("{what} must be an RFC 3339 timestamp, not {value}")))
 }
 
+/// What a new record (inserted or imported) must satisfy.
+struct NewRecordRules<'a> {
+    /// The action named in a denial: `create` or `import`.
+    action: &'a str,
+    /// Fields the principal may not write.
+    locked: &'a [String],
+    /// The create record filter.
+    creatable: &'a Filter,
+}
+
+/// Takes the system fields out of an imported record: `id` required,
+/// `owner` defaulting to the importer, timestamps to `now` (normalized to UTC).
+fn imported_system_fields(
+    fields: &mut Map<String, Value>,
+    what: &str,
+    importer: &str,
+    now: &str,
+) -> Result<Record, HostError> {
+    let mut system = Record::new();
+    match fields.remove("id") {
+        Some(Value::String(id)) if fields::check_name(&id).is_ok() => {
+            system.insert("id".into(), Value::String(id));
+        }
+        other => {
+            return Err(HostError::Invalid(format!(
+                "{what}: `id` must be a string of 1 to 128 bytes without `.`, `\"` or a leading `$`, not {}",
+                other.map_or("missing".to_string(), |v| v.to_string())
+            )));
+        }
+    }
+    let owner = match fields.remove("owner") {
+        None => importer.to_string(),
+        Some(Value::String(owner)) => owner,
+        Some(other) => {
+            return Err(HostError::Invalid(format!("{what}: `owner` must be a string, not {other}")));
+        }
+    };
+    system.insert("owner".into(), Value::String(owner));
+    for field in ["created_at", "updated_at"] {
+        let at = match fields.remove(field) {
+            None => now.to_string(),
+            Some(value) => normalized_time(&value, &format!("{what}.{field}"))?,
+        };
+        system.insert(field.into(), Value::String(at));
+    }
+    Ok(system)
+}
+
 impl RecordsEngine {
     /// Records in `store`, under the sets in `permissions`.
     pub fn new(store: Arc<dyn Store>, permissions: Arc<PermissionsDir>, clock: Arc<dyn Clock>) -> Self {
@@ -185,6 +233,34 @@ impl RecordsEngine {
             fields::check_name(name).map_err(|e| HostError::Invalid(format!("{what}: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The complete record — `system` fields, then the caller's `fields` —
+    /// once every name is valid and writable and the record lies within
+    /// the create record filter (`WITH CHECK`).
+    async fn admit(
+        &self,
+        actor: &Actor,
+        object: &str,
+        what: &str,
+        rules: &NewRecordRules<'_>,
+        mut system: Record,
+        fields: Map<String, Value>,
+    ) -> Result<Record, HostError> {
+        Self::check_names(&fields, what)?;
+        self.check_editable(actor, object, rules.locked, fields.keys().map(String::as_str), Action::Create)
+            .await?;
+        system.extend(fields);
+        let record = Value::Object(system);
+        if !rules.creatable.matches(&record) {
+            let reason = format!(
+                "{what} would fall outside the records of `{object}` that `{}` may create; nothing was stored",
+                actor.principal.user_id
+            );
+            return Err(self.deny(actor, object, rules.action, reason).await);
+        }
+        let Value::Object(record) = record else { unreachable!("built as an object") };
+        Ok(record)
     }
 
     fn too_many(records: usize) -> Result<(), HostError> {
@@ -304,29 +380,17 @@ impl RecordsService for RecordsEngine {
         let locked = permissions.locked_fields(&actor.principal, object, Action::Create);
         let now = self.clock.now();
         let stamp = timestamp(now);
+        let rules = NewRecordRules { action: "create", locked: &locked, creatable: &scope };
         let mut complete = Vec::with_capacity(records.len());
         for (index, record) in records.into_iter().enumerate() {
             let what = format!("records[{index}]");
+            let mut system = Record::new();
+            system.insert("id".into(), Value::String(new_record_id()));
+            system.insert("owner".into(), Value::String(actor.principal.user_id.clone()));
+            system.insert("created_at".into(), Value::String(stamp.clone()));
+            system.insert("updated_at".into(), Value::String(stamp.clone()));
             let fields = object_of(record, &what)?;
-            Self::check_names(&fields, &what)?;
-            self.check_editable(actor, object, &locked, fields.keys().map(String::as_str), Action::Create)
-                .await?;
-            let mut record = Record::new();
-            record.insert("id".into(), Value::String(new_record_id()));
-            record.insert("owner".into(), Value::String(actor.principal.user_id.clone()));
-            record.insert("created_at".into(), Value::String(stamp.clone()));
-            record.insert("updated_at".into(), Value::String(stamp.clone()));
-            record.extend(fields);
-            let value = Value::Object(record);
-            if !scope.matches(&value) {
-                let reason = format!(
-                    "{what} would fall outside the records of `{object}` that `{}` may create; nothing was stored",
-                    actor.principal.user_id
-                );
-                return Err(self.deny(actor, object, "create", reason).await);
-            }
-            let Value::Object(record) = value else { unreachable!("built as an object") };
-            complete.push(record);
+            complete.push(self.admit(actor, object, &what, &rules, system, fields).await?);
         }
         let ids = complete.iter().map(|r| r["id"].as_str().unwrap_or_default().to_string()).collect();
         self.store.insert_records(object, complete, actor, now).await.map_err(from_store)?;
@@ -401,51 +465,13 @@ impl RecordsService for RecordsEngine {
             Filter::nothing()
         };
         let now = timestamp(self.clock.now());
+        let rules = NewRecordRules { action: "import", locked: &locked, creatable: &creatable };
         let mut complete = Vec::with_capacity(records.len());
         for (index, record) in records.into_iter().enumerate() {
             let what = format!("records[{index}]");
-            let mut record = object_of(record, &what)?;
-            let mut system_fields = Record::new();
-            match record.remove("id") {
-                Some(Value::String(id)) if fields::check_name(&id).is_ok() => {
-                    system_fields.insert("id".into(), Value::String(id));
-                }
-                other => {
-                    return Err(HostError::Invalid(format!(
-                        "{what}: `id` must be a string of 1 to 128 bytes without `.`, `\"` or a leading `$`, not {}",
-                        other.map_or("missing".to_string(), |v| v.to_string())
-                    )));
-                }
-            }
-            let owner = match record.remove("owner") {
-                None => Value::String(actor.principal.user_id.clone()),
-                Some(Value::String(owner)) => Value::String(owner),
-                Some(other) => {
-                    return Err(HostError::Invalid(format!("{what}: `owner` must be a string, not {other}")));
-                }
-            };
-            system_fields.insert("owner".into(), owner);
-            for field in ["created_at", "updated_at"] {
-                let at = match record.remove(field) {
-                    None => now.clone(),
-                    Some(value) => normalized_time(&value, &format!("{what}.{field}"))?,
-                };
-                system_fields.insert(field.into(), Value::String(at));
-            }
-            Self::check_names(&record, &what)?;
-            self.check_editable(actor, object, &locked, record.keys().map(String::as_str), Action::Create)
-                .await?;
-            system_fields.extend(record);
-            let value = Value::Object(system_fields);
-            if !creatable.matches(&value) {
-                let reason = format!(
-                    "{what} would fall outside the records of `{object}` that `{}` may create; nothing was stored",
-                    actor.principal.user_id
-                );
-                return Err(self.deny(actor, object, "import", reason).await);
-            }
-            let Value::Object(record) = value else { unreachable!("built as an object") };
-            complete.push(record);
+            let mut fields = object_of(record, &what)?;
+            let system = imported_system_fields(&mut fields, &what, &actor.principal.user_id, &now)?;
+            complete.push(self.admit(actor, object, &what, &rules, system, fields).await?);
         }
         let import = RecordImport { records: complete, on_conflict, replaceable };
         match self.store.import_records(object, import, actor, self.clock.now()).await {
