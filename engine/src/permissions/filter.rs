@@ -104,8 +104,12 @@ impl Filter {
         Filter::Or(Vec::new())
     }
 
-    /// Parses a filter from its JSON form.
+    /// Parses a filter from its JSON form. A filter nested deeper than
+    /// [`MAX_DEPTH`] or holding more than [`MAX_VALUES`] JSON values is
+    /// refused: every backend must be able to evaluate what it accepts.
     pub fn parse(json: &Value) -> Result<Self, FilterError> {
+        let mut values = 0;
+        check_size(json, 0, &mut values)?;
         parse_filter(json, "$")
     }
 
@@ -152,6 +156,26 @@ fn error(path: &str, message: impl Into<String>) -> FilterError {
     FilterError { path: path.to_string(), message: message.into() }
 }
 
+/// The deepest nesting of JSON a filter may have.
+pub const MAX_DEPTH: usize = 32;
+/// The most JSON values (objects, lists and scalars) a filter may hold.
+pub const MAX_VALUES: usize = 2000;
+
+fn check_size(json: &Value, depth: usize, values: &mut usize) -> Result<(), FilterError> {
+    *values += 1;
+    if depth > MAX_DEPTH {
+        return Err(error("$", format!("a filter may nest at most {MAX_DEPTH} levels")));
+    }
+    if *values > MAX_VALUES {
+        return Err(error("$", format!("a filter may hold at most {MAX_VALUES} values")));
+    }
+    match json {
+        Value::Array(items) => items.iter().try_for_each(|item| check_size(item, depth + 1, values)),
+        Value::Object(map) => map.values().try_for_each(|item| check_size(item, depth + 1, values)),
+        _ => Ok(()),
+    }
+}
+
 fn parse_filter(json: &Value, at: &str) -> Result<Filter, FilterError> {
     let Value::Object(map) = json else {
         return Err(error(at, format!("a filter is an object, not {}", kind(json))));
@@ -176,7 +200,7 @@ fn parse_filter(json: &Value, at: &str) -> Result<Filter, FilterError> {
                 return Err(error(&here, format!("`{op}` is not a logical operator ($and, $or, $not)")));
             }
             field => {
-                if field.is_empty() || field.split('.').any(str::is_empty) {
+                if field.is_empty() || field.split('.').any(str::is_empty) || field.contains('"') {
                     return Err(error(&here, format!("`{field}` is not a field path")));
                 }
                 Filter::Field { path: field.to_string(), condition: parse_condition(value, &here)? }
@@ -471,6 +495,14 @@ mod tests {
         assert!(parse_error(json!({"a": {"$gt": 1, "b": 2}})).contains("mixes operators and fields"));
         assert!(parse_error(json!(["a"])).contains("a filter is an object, not a list"));
         assert!(parse_error(json!({"a..b": 1})).contains("is not a field path"));
+        assert!(parse_error(json!({"a\"b": 1})).contains("is not a field path"));
+        let mut deep = json!({"a": 1});
+        for _ in 0..40 {
+            deep = json!({"$not": deep});
+        }
+        assert!(parse_error(deep).contains("at most 32 levels"));
+        let wide: Vec<i64> = (0..3000).collect();
+        assert!(parse_error(json!({"a": {"$in": wide}})).contains("at most 2000 values"));
         assert!(parse_error(json!({"n": {"$null": "yes"}})).contains("takes true or false"));
     }
 }

@@ -123,18 +123,28 @@ pub(crate) fn compile(filter: &Filter, sql: &mut Sql) {
     }
 }
 
-/// `(a OR b …)` (or AND) over `items`; `empty` when there are none.
-fn join<T>(sql: &mut Sql, items: &[T], joiner: &str, empty: &str, each: impl Fn(&mut Sql, &T)) {
+/// `(a OR b …)` (or AND) over `items`; `empty` when there are none. Long
+/// lists are grouped in balanced halves: SQLite limits the depth of an
+/// expression tree (1,000), and a flat chain is as deep as it is long.
+fn join<T>(sql: &mut Sql, items: &[T], joiner: &str, empty: &str, each: impl Fn(&mut Sql, &T) + Copy) {
+    const FLAT: usize = 8;
     if items.is_empty() {
         sql.push(empty);
         return;
     }
     sql.push("(");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            sql.push(joiner);
+    if items.len() > FLAT {
+        let (left, right) = items.split_at(items.len() / 2);
+        join(sql, left, joiner, empty, each);
+        sql.push(joiner);
+        join(sql, right, joiner, empty, each);
+    } else {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                sql.push(joiner);
+            }
+            each(sql, item);
         }
-        each(sql, item);
     }
     sql.push(")");
 }
