@@ -1,0 +1,335 @@
+//! The audit log's tamper-evident chain: what an entry holds, the exact
+//! bytes it is stored as, the hash linking it to the one before, and the
+//! verification that recomputes the chain from stored bytes.
+//!
+//! Each entry is stored as its canonical JSON bytes (fields in a fixed
+//! order, no insignificant whitespace) together with
+//! `hash = sha256(previous hash ‖ "\n" ‖ bytes)` in lowercase hex; the first
+//! entry's previous hash is [`GENESIS`]. Verification never trusts anything
+//! but the stored bytes: it checks that every entry parses, that sequence
+//! numbers run without a gap from the first, and that every hash is the one
+//! the bytes and the previous hash give. Any changed, removed, inserted or
+//! reordered entry breaks it at that entry; a truncated log is caught
+//! against a [`Checkpoint`] written out earlier.
+//!
+//! Feeding the chain from the outbox (job, schedule and access events),
+//! storing it in every backend, and the `objectos audit` commands build on
+//! this module.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::digest::hex;
+
+/// The previous hash of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who did it, as the audit log records them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditActor {
+    /// The user.
+    pub user_id: String,
+    /// The profiles they held.
+    pub profiles: Vec<String>,
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed.
+    Failure,
+    /// It was refused by a permission.
+    Denied,
+}
+
+/// The job an entry is about, as typed fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditJob {
+    /// The job's id.
+    pub job_id: String,
+    /// Its handler.
+    pub job_name: String,
+    /// The attempt concerned (0 before the first).
+    pub attempt: u32,
+    /// The error, for a failed attempt.
+    pub error: Option<String>,
+    /// A short summary of the result, for a completed job.
+    pub result_summary: Option<String>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Gapless position in the log, from 1.
+    pub seq: u64,
+    /// When it happened (UTC).
+    pub at: DateTime<Utc>,
+    /// The event type, for example `job.completed`.
+    pub event: String,
+    /// Who.
+    pub actor: AuditActor,
+    /// What it concerns, for example `jobs/job_…` or `objects/contacts`.
+    pub resource: String,
+    /// The action, for example `complete` or `read`.
+    pub action: String,
+    /// How it ended.
+    pub outcome: AuditOutcome,
+    /// The job fields, when it concerns a job.
+    pub job: Option<AuditJob>,
+    /// Everything else the event carried.
+    pub metadata: Value,
+    /// The node that recorded it.
+    pub node_id: String,
+}
+
+impl AuditEntry {
+    /// The exact bytes the entry is stored as.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("audit entries serialize")
+    }
+}
+
+/// The hash of an entry stored as `bytes` after an entry hashed `previous`.
+pub fn link(previous: &str, bytes: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(bytes);
+    hex(&hasher.finalize())
+}
+
+/// An entry as stored: its sequence number, bytes and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The sequence number the store keeps it under.
+    pub seq: u64,
+    /// The entry's bytes.
+    pub bytes: Vec<u8>,
+    /// The stored hash.
+    pub hash: String,
+}
+
+/// Chains `entries` (their `seq` set from `after`) onto a log whose last
+/// entry is `after` with hash `previous`, returning them as stored.
+pub fn chain(mut after: u64, previous: &str, entries: Vec<AuditEntry>) -> Vec<StoredEntry> {
+    let mut previous = previous.to_string();
+    entries
+        .into_iter()
+        .map(|mut entry| {
+            after += 1;
+            entry.seq = after;
+            let bytes = entry.encode();
+            let hash = link(&previous, &bytes);
+            previous.clone_from(&hash);
+            StoredEntry { seq: after, bytes, hash }
+        })
+        .collect()
+}
+
+/// A point of the chain written out to be checked later: its sequence
+/// number and hash. A log that no longer reaches it was truncated; one
+/// that reaches it with another hash was rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The sequence number of the entry.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The chain holds: how many entries were checked and the head.
+    Valid {
+        /// Entries checked.
+        count: u64,
+        /// The last entry (seq and hash), if any.
+        head: Option<Checkpoint>,
+    },
+    /// The first entry that does not hold, and why.
+    Broken {
+        /// Its sequence number (as stored, or the one expected there).
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Verifies stored entries in order. `start` is where they begin: the
+/// genesis (none), or a checkpoint the log was pruned to (the first entry
+/// then follows it). `expect` are checkpoints written out earlier that the
+/// log must still reach with the same hash.
+pub fn verify(
+    entries: impl IntoIterator<Item = StoredEntry>,
+    start: Option<&Checkpoint>,
+    expect: &[Checkpoint],
+) -> Verification {
+    let broken = |seq, reason: String| Verification::Broken { seq, reason };
+    let (mut seq, mut previous) = start.map_or((0, GENESIS.to_string()), |c| (c.seq, c.hash.clone()));
+    let mut count = 0;
+    for stored in entries {
+        let expected = seq + 1;
+        if stored.seq != expected {
+            return broken(
+                expected,
+                format!("entry {expected} is missing (the next stored entry is {})", stored.seq),
+            );
+        }
+        let entry: AuditEntry = match serde_json::from_slice(&stored.bytes) {
+            Ok(entry) => entry,
+            Err(error) => return broken(expected, format!("entry {expected} is not a valid entry: {error}")),
+        };
+        if entry.seq != expected {
+            return broken(expected, format!("entry {expected} says it is entry {}", entry.seq));
+        }
+        let hash = link(&previous, &stored.bytes);
+        if hash != stored.hash {
+            return broken(
+                expected,
+                format!("entry {expected}'s hash does not match its bytes and the chain"),
+            );
+        }
+        if let Some(checkpoint) = expect.iter().find(|c| c.seq == expected)
+            && checkpoint.hash != hash
+        {
+            return broken(expected, format!("entry {expected} differs from the checkpoint taken of it"));
+        }
+        seq = expected;
+        previous = hash;
+        count += 1;
+    }
+    if let Some(beyond) = expect.iter().filter(|c| c.seq > seq).map(|c| c.seq).min() {
+        return broken(
+            seq + 1,
+            format!(
+                "the log ends at entry {seq} but a checkpoint was taken at entry {beyond}: it was truncated"
+            ),
+        );
+    }
+    let head = (seq > 0).then_some(Checkpoint { seq, hash: previous });
+    Verification::Valid { count, head }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(n: u64) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, n as u32 % 60).unwrap(),
+            event: "job.completed".into(),
+            actor: AuditActor { user_id: "ada".into(), profiles: vec!["admin".into()] },
+            resource: format!("jobs/job_{n}"),
+            action: "complete".into(),
+            outcome: AuditOutcome::Success,
+            job: Some(AuditJob {
+                job_id: format!("job_{n}"),
+                job_name: "template".into(),
+                attempt: 1,
+                error: None,
+                result_summary: Some("{\"ok\":true}".into()),
+            }),
+            metadata: json!({"n": n}),
+            node_id: "node-1".into(),
+        }
+    }
+
+    fn log(n: u64) -> Vec<StoredEntry> {
+        chain(0, GENESIS, (1..=n).map(entry).collect())
+    }
+
+    fn is_valid(result: &Verification) -> bool {
+        matches!(result, Verification::Valid { .. })
+    }
+
+    #[test]
+    fn a_chain_verifies_with_its_count_and_head() {
+        let stored = log(5);
+        let head = Checkpoint { seq: 5, hash: stored[4].hash.clone() };
+        assert_eq!(
+            verify(stored.clone(), None, &[]),
+            Verification::Valid { count: 5, head: Some(head.clone()) }
+        );
+        // Appending continues the same chain.
+        let more = chain(5, &head.hash, vec![entry(6)]);
+        let all: Vec<StoredEntry> = stored.into_iter().chain(more).collect();
+        assert!(matches!(verify(all, None, &[head]), Verification::Valid { count: 6, .. }));
+        assert_eq!(verify(Vec::new(), None, &[]), Verification::Valid { count: 0, head: None });
+    }
+
+    #[test]
+    fn every_single_byte_change_is_detected() {
+        let stored = log(3);
+        for (index, original) in stored.iter().enumerate() {
+            for position in 0..original.bytes.len() + original.hash.len() {
+                for flip in [0x01u8, 0x80] {
+                    let mut tampered = stored.clone();
+                    let target = &mut tampered[index];
+                    if position < target.bytes.len() {
+                        target.bytes[position] ^= flip;
+                    } else {
+                        let mut hash = target.hash.clone().into_bytes();
+                        hash[position - target.bytes.len()] ^= flip;
+                        target.hash = String::from_utf8_lossy(&hash).into_owned();
+                    }
+                    match verify(tampered, None, &[]) {
+                        Verification::Broken { seq, .. } => assert_eq!(seq, original.seq),
+                        valid => {
+                            panic!("entry {} byte {position} ^ {flip:#x} undetected: {valid:?}", original.seq)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deletion_reordering_insertion_and_truncation_are_detected() {
+        let stored = log(4);
+        let mut deleted = stored.clone();
+        deleted.remove(1);
+        assert!(matches!(verify(deleted, None, &[]), Verification::Broken { seq: 2, .. }));
+        let mut swapped = stored.clone();
+        swapped.swap(1, 2);
+        assert!(matches!(verify(swapped, None, &[]), Verification::Broken { seq: 2, .. }));
+        // A forged entry re-chained from the start still fails the checkpoint.
+        let forged = chain(0, GENESIS, vec![entry(1), entry(99)]);
+        let checkpoint = Checkpoint { seq: 2, hash: stored[1].hash.clone() };
+        let result = verify(forged, None, std::slice::from_ref(&checkpoint));
+        assert!(
+            matches!(&result, Verification::Broken { seq: 2, reason } if reason.contains("checkpoint")),
+            "{result:?}"
+        );
+        let truncated = stored[..2].to_vec();
+        let at_four = Checkpoint { seq: 4, hash: stored[3].hash.clone() };
+        let result = verify(truncated.clone(), None, &[at_four]);
+        assert!(
+            matches!(&result, Verification::Broken { reason, .. } if reason.contains("truncated")),
+            "{result:?}"
+        );
+        assert!(is_valid(&verify(truncated, None, &[])), "without a checkpoint a prefix is a valid log");
+    }
+
+    #[test]
+    fn a_pruned_prefix_verifies_from_its_checkpoint() {
+        let stored = log(5);
+        let kept = Checkpoint { seq: 2, hash: stored[1].hash.clone() };
+        let rest = stored[2..].to_vec();
+        assert!(matches!(verify(rest.clone(), Some(&kept), &[]), Verification::Valid { count: 3, .. }));
+        let wrong = Checkpoint { seq: 2, hash: GENESIS.into() };
+        assert!(matches!(verify(rest, Some(&wrong), &[]), Verification::Broken { seq: 3, .. }));
+    }
+}
