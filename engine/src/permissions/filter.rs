@@ -148,7 +148,7 @@ impl fmt::Display for Filter {
 }
 
 /// The value at a dotted path, if every step exists.
-fn lookup<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(record, |value, key| value.as_object()?.get(key))
 }
 

@@ -370,23 +370,28 @@ async fn run_job(
 
     let outcome = match inner.registry.compiled(&job.handler_sha256).await {
         Ok(handler) => {
-            let mut run =
-                JobRun::new(job.id.clone(), job.name.clone(), job.run_as.clone(), job.data.to_string());
-            run.attempt = job.attempts;
-            run.max_attempts = job.max_attempts();
-            run.enqueued_at = job.created_at;
-            run.limits = Limits {
-                fuel: job.fuel,
-                timeout: Duration::from_millis(job.timeout),
-                memory: job.memory,
-                ..inner.config.limits
+            let run = JobRun {
+                job_id: job.id.clone(),
+                handler: job.name.clone(),
+                attempt: job.attempts,
+                max_attempts: job.max_attempts(),
+                principal: job.run_as.clone(),
+                schedule_id: None,
+                enqueued_at: job.created_at,
+                input: job.data.to_string(),
+                limits: Limits {
+                    fuel: job.fuel,
+                    timeout: Duration::from_millis(job.timeout),
+                    memory: job.memory,
+                    ..inner.config.limits
+                },
+                // Grants are decided now, not at enqueue: a permission revoked
+                // in between fails the job before it runs.
+                grants: inner.policy.grants(&job.run_as),
+                services: inner.services.clone(),
+                cancel,
+                observer: Some(Arc::new(LiveProgress { inner: inner.clone(), job_id: job.id.clone() })),
             };
-            // Grants are decided now, not at enqueue: a permission revoked in
-            // between fails the job before it runs.
-            run.grants = inner.policy.grants(&job.run_as);
-            run.services = inner.services.clone();
-            run.cancel = cancel;
-            run.observer = Some(Arc::new(LiveProgress { inner: inner.clone(), job_id: job.id.clone() }));
             inner.sandbox.run(&handler, run).await
         }
         Err(error) => Outcome {

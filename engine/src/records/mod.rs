@@ -222,6 +222,22 @@ impl RecordsEngine {
         Ok(filter)
     }
 
+    /// The records a write's `filter` reaches: those it matches among the
+    /// ones the principal can read (none, if it cannot read the object).
+    async fn matching(
+        &self,
+        permissions: &Permissions,
+        actor: &Actor,
+        object: &str,
+        filter: &Value,
+    ) -> Result<Filter, HostError> {
+        let hidden = permissions.hidden_fields(&actor.principal, object);
+        let filter = self.visible_filter(actor, object, &hidden, filter).await?;
+        let visible =
+            permissions.record_filter(&actor.principal, object, Action::Read).unwrap_or_else(Filter::nothing);
+        Ok(Filter::And(vec![filter, visible]))
+    }
+
     /// Checks the names a write supplies: no system fields, valid names.
     fn check_names(record: &Map<String, Value>, what: &str) -> Result<(), HostError> {
         for name in record.keys() {
@@ -410,12 +426,8 @@ impl RecordsService for RecordsEngine {
         Self::check_names(&patch, "patch")?;
         let locked = permissions.locked_fields(&actor.principal, object, Action::Edit);
         self.check_editable(actor, object, &locked, patch.keys().map(String::as_str), Action::Edit).await?;
-        let hidden = permissions.hidden_fields(&actor.principal, object);
-        let filter = self.visible_filter(actor, object, &hidden, &filter).await?;
-        let visible =
-            permissions.record_filter(&actor.principal, object, Action::Read).unwrap_or_else(Filter::nothing);
         let update = RecordUpdate {
-            matching: Filter::And(vec![filter, visible]),
+            matching: self.matching(&permissions, actor, object, &filter).await?,
             check: allowed.clone(),
             allowed,
             patch,
@@ -435,11 +447,8 @@ impl RecordsService for RecordsEngine {
     async fn delete(&self, actor: &Actor, object: &str, filter: Value) -> Result<WriteReport, HostError> {
         let permissions = self.permissions.current();
         let allowed = self.scope(&permissions, actor, object, Action::Delete).await?;
-        let hidden = permissions.hidden_fields(&actor.principal, object);
-        let filter = self.visible_filter(actor, object, &hidden, &filter).await?;
-        let visible =
-            permissions.record_filter(&actor.principal, object, Action::Read).unwrap_or_else(Filter::nothing);
-        let delete = RecordDelete { matching: Filter::And(vec![filter, visible]), allowed };
+        let delete =
+            RecordDelete { matching: self.matching(&permissions, actor, object, &filter).await?, allowed };
         self.store.delete_records(object, delete, actor, self.clock.now()).await.map_err(from_store)
     }
 

@@ -109,6 +109,13 @@ pub struct WriteReport {
     pub skipped: u64,
 }
 
+impl WriteReport {
+    /// `matched` records, of which `changed` were changed and the rest skipped.
+    pub fn new(matched: u64, changed: u64) -> Self {
+        Self { matched, changed, skipped: matched - changed }
+    }
+}
+
 /// What to do with an imported record whose id exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -105,15 +105,8 @@ impl RecordStore for MemoryStore {
         for record in records {
             state.store(object, record);
         }
-        let event = change_event(
-            AccessEventType::RecordsInserted,
-            object,
-            json!({"inserted": count}),
-            count,
-            actor,
-            at,
-        );
-        state.emit(event);
+        let counts = json!({"inserted": count});
+        state.emit(change_event(AccessEventType::RecordsInserted, object, &counts, count, actor, at));
         Ok(())
     }
 
@@ -139,13 +132,11 @@ impl RecordStore for MemoryStore {
                 changes.push(after);
             }
         }
-        let report =
-            WriteReport { matched, changed: changes.len() as u64, skipped: matched - changes.len() as u64 };
+        let report = WriteReport::new(matched, changes.len() as u64);
         for after in changes {
             state.store(object, after);
         }
-        let counts = serde_json::to_value(report).expect("reports serialize");
-        state.emit(change_event(AccessEventType::RecordsUpdated, object, counts, report.changed, actor, at));
+        state.emit(change_event(AccessEventType::RecordsUpdated, object, &report, report.changed, actor, at));
         Ok(report)
     }
 
@@ -171,9 +162,8 @@ impl RecordStore for MemoryStore {
             }
         }
         let changed = doomed.len() as u64;
-        let report = WriteReport { matched, changed, skipped: matched - changed };
-        let counts = serde_json::to_value(report).expect("reports serialize");
-        state.emit(change_event(AccessEventType::RecordsDeleted, object, counts, changed, actor, at));
+        let report = WriteReport::new(matched, changed);
+        state.emit(change_event(AccessEventType::RecordsDeleted, object, &report, changed, actor, at));
         Ok(report)
     }
 
@@ -216,9 +206,8 @@ impl RecordStore for MemoryStore {
         for record in writes {
             state.store(object, record);
         }
-        let counts = serde_json::to_value(report).expect("reports serialize");
         let changed = report.inserted + report.replaced;
-        state.emit(change_event(AccessEventType::RecordsImported, object, counts, changed, actor, at));
+        state.emit(change_event(AccessEventType::RecordsImported, object, &report, changed, actor, at));
         Ok(report)
     }
 

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::StoreError;
 use crate::permissions::Filter;
-use crate::permissions::filter::compare_numbers;
+use crate::permissions::filter::{compare_numbers, lookup};
 use crate::principal::Principal;
 use crate::sandbox::{ImportReport, OnConflict, SortKey, SortOrder, WriteReport};
 
@@ -73,7 +73,7 @@ pub enum SortValue {
 impl SortValue {
     /// The value at `path` of `record` (a dotted path into objects).
     pub fn of(record: &Value, path: &str) -> Self {
-        match path.split('.').try_fold(record, |value, key| value.as_object()?.get(key)) {
+        match lookup(record, path) {
             None | Some(Value::Null) => SortValue::Null,
             Some(Value::Number(n)) => SortValue::Number(n.clone()),
             Some(Value::String(s)) => SortValue::Text(s.clone()),
@@ -379,10 +379,13 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 pub(crate) fn change_event(
     event: AccessEventType,
     object: &str,
-    counts: Value,
+    counts: &impl Serialize,
     changed: u64,
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Option<AccessEvent> {
-    (changed > 0).then(|| AccessEvent::new(event, actor, object_resource(object), counts, at))
+    (changed > 0).then(|| {
+        let counts = serde_json::to_value(counts).expect("counts serialize");
+        AccessEvent::new(event, actor, object_resource(object), counts, at)
+    })
 }

@@ -188,7 +188,10 @@ impl RecordStore for SqliteStore {
                 }
                 let count = records.len() as u64;
                 let counts = json!({"inserted": count});
-                emit(conn, change_event(AccessEventType::RecordsInserted, &object, counts, count, &actor, at))
+                emit(
+                    conn,
+                    change_event(AccessEventType::RecordsInserted, &object, &counts, count, &actor, at),
+                )
             })
         })
         .await
@@ -219,9 +222,8 @@ impl RecordStore for SqliteStore {
                 put(conn, &object, after).map_err(backend)?;
             }
             let changed = changes.len() as u64;
-            let report = WriteReport { matched, changed, skipped: matched - changed };
-            let counts = serde_json::to_value(report).expect("reports serialize");
-            emit(conn, change_event(AccessEventType::RecordsUpdated, &object, counts, changed, &actor, at))?;
+            let report = WriteReport::new(matched, changed);
+            emit(conn, change_event(AccessEventType::RecordsUpdated, &object, &report, changed, &actor, at))?;
             Ok(report)
         })
         .await
@@ -242,9 +244,8 @@ impl RecordStore for SqliteStore {
                 .prepare_cached(&format!("DELETE FROM records {}", doomed.text))
                 .and_then(|mut stmt| stmt.execute(params_from_iter(doomed.params.iter())))
                 .map_err(backend)? as u64;
-            let report = WriteReport { matched, changed, skipped: matched - changed };
-            let counts = serde_json::to_value(report).expect("reports serialize");
-            emit(conn, change_event(AccessEventType::RecordsDeleted, &object, counts, changed, &actor, at))?;
+            let report = WriteReport::new(matched, changed);
+            emit(conn, change_event(AccessEventType::RecordsDeleted, &object, &report, changed, &actor, at))?;
             Ok(report)
         })
         .await
@@ -281,11 +282,10 @@ impl RecordStore for SqliteStore {
                     }
                     put(conn, &object, record).map_err(backend)?;
                 }
-                let counts = serde_json::to_value(report).expect("reports serialize");
                 let changed = report.inserted + report.replaced;
                 emit(
                     conn,
-                    change_event(AccessEventType::RecordsImported, &object, counts, changed, &actor, at),
+                    change_event(AccessEventType::RecordsImported, &object, &report, changed, &actor, at),
                 )?;
                 Ok(report)
             })
