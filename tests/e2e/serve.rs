@@ -117,7 +117,8 @@ async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
         }
     }
     assert_eq!(rescued.len() as u64, running_at_kill, "exactly the jobs running at the kill were rescued");
-    assert!(rescued.len() <= CONCURRENCY);
+    // No bound by CONCURRENCY here: a slot frees when its guest ends, before
+    // the finish is committed, so a kill can leave a few more rows `running`.
     let recovered = events
         .iter()
         .filter(|e| e.event == EventType::Started && e.attempt == 2 && rescued.contains(&e.job_id.as_str()))
