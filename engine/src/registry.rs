@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::clock::Clock;
 use crate::digest::{hex, sha256_hex};
+use crate::principal::Principal;
 use crate::sandbox::{CompiledHandler, ComponentError, Sandbox};
 use crate::store::{HandlerRecord, Store, StoreError};
 
@@ -111,10 +112,22 @@ impl Registry {
         &self.stats
     }
 
-    /// Validates and compiles `bytes`, stores them as a version of `name`
-    /// and points `name` at it. Nothing is stored if the bytes are invalid.
+    /// Registers `bytes` as `name` on the engine's own behalf (built-ins,
+    /// local commands); see [`Registry::register_as`].
     pub async fn register(
         &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(HandlerRecord, Arc<CompiledHandler>), RegistryError> {
+        self.register_as(&engine_actor(), name, bytes).await
+    }
+
+    /// Validates and compiles `bytes`, stores them as a version of `name`
+    /// and points `name` at it, recording `by` in the audit log. Nothing is
+    /// stored if the bytes are invalid.
+    pub async fn register_as(
+        &self,
+        by: &Principal,
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(HandlerRecord, Arc<CompiledHandler>), RegistryError> {
@@ -132,7 +145,7 @@ impl Registry {
                 self.remember(compiled)
             }
         };
-        let record = self.store.put_handler(name, &sha256, &bytes, self.clock.now()).await?;
+        let record = self.store.put_handler(name, &sha256, &bytes, by, self.clock.now()).await?;
         Ok((record, compiled))
     }
 
@@ -146,9 +159,9 @@ impl Registry {
         Ok(self.store.handlers().await?)
     }
 
-    /// Removes a name; jobs pinned to its versions still run.
-    pub async fn remove(&self, name: &str) -> Result<bool, RegistryError> {
-        Ok(self.store.delete_handler(name).await?)
+    /// Removes a name on behalf of `by`; jobs pinned to its versions still run.
+    pub async fn remove(&self, by: &Principal, name: &str) -> Result<bool, RegistryError> {
+        Ok(self.store.delete_handler(name, by, self.clock.now()).await?)
     }
 
     /// The compiled version `sha256`: from memory, else the disk cache, else
@@ -244,4 +257,11 @@ impl Registry {
             }
         }
     }
+}
+
+/// Who the audit log names for what the engine does on its own behalf.
+pub const ENGINE_ACTOR: &str = "objectos:engine";
+
+fn engine_actor() -> Principal {
+    Principal::new(ENGINE_ACTOR, &[])
 }

@@ -12,9 +12,11 @@
 //! reordered entry breaks it at that entry; a truncated log is caught
 //! against a [`Checkpoint`] written out earlier.
 //!
-//! Feeding the chain from the outbox (job, schedule and access events),
-//! storing it in every backend, and the `objectos audit` commands build on
-//! this module.
+//! [`feed`] fills the log from the outboxes; [`log`] reads, verifies,
+//! exports and prunes it through the store.
+
+pub mod feed;
+pub mod log;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -70,7 +72,9 @@ pub struct AuditJob {
 pub struct AuditEntry {
     /// Gapless position in the log, from 1.
     pub seq: u64,
-    /// When it happened (UTC).
+    /// When it happened (UTC), always written with milliseconds and `Z` so
+    /// that times compare as text.
+    #[serde(with = "millis")]
     pub at: DateTime<Utc>,
     /// The event type, for example `job.completed`.
     pub event: String,
@@ -164,59 +168,104 @@ pub enum Verification {
     },
 }
 
-/// Verifies stored entries in order. `start` is where they begin: the
-/// genesis (none), or a checkpoint the log was pruned to (the first entry
-/// then follows it). `expect` are checkpoints written out earlier that the
-/// log must still reach with the same hash.
+/// Checks stored entries one at a time, in order, so a log of any length
+/// is verified in pages with constant memory.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    seq: u64,
+    previous: String,
+    count: u64,
+    expect: Vec<Checkpoint>,
+}
+
+impl Verifier {
+    /// A verifier for a log beginning after `start` (the genesis when
+    /// `None`, or the checkpoint retention kept), that must reach every
+    /// checkpoint in `expect` with the same hash.
+    pub fn new(start: Option<&Checkpoint>, expect: &[Checkpoint]) -> Self {
+        let (seq, previous) = start.map_or((0, GENESIS.to_string()), |c| (c.seq, c.hash.clone()));
+        Self { seq, previous, count: 0, expect: expect.to_vec() }
+    }
+
+    /// Checks the next entry; on failure, the verification that failed.
+    pub fn push(&mut self, stored: &StoredEntry) -> Result<(), Verification> {
+        let expected = self.seq + 1;
+        let broken = |reason: String| Verification::Broken { seq: expected, reason };
+        if stored.seq != expected {
+            return Err(broken(format!(
+                "entry {expected} is missing (the next stored entry is {})",
+                stored.seq
+            )));
+        }
+        let entry: AuditEntry = serde_json::from_slice(&stored.bytes)
+            .map_err(|error| broken(format!("entry {expected} is not a valid entry: {error}")))?;
+        if entry.seq != expected {
+            return Err(broken(format!("entry {expected} says it is entry {}", entry.seq)));
+        }
+        let hash = link(&self.previous, &stored.bytes);
+        if hash != stored.hash {
+            return Err(broken(format!("entry {expected}'s hash does not match its bytes and the chain")));
+        }
+        if self.expect.iter().any(|c| c.seq == expected && c.hash != hash) {
+            return Err(broken(format!("entry {expected} differs from the checkpoint taken of it")));
+        }
+        self.seq = expected;
+        self.previous = hash;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The verdict once every stored entry has been pushed; `head` is the
+    /// end the store records, which the entries must reach exactly.
+    pub fn finish(self, head: Option<&Checkpoint>) -> Verification {
+        let seq = self.seq;
+        let broken = |reason: String| Verification::Broken { seq: seq + 1, reason };
+        if let Some(beyond) = self.expect.iter().filter(|c| c.seq > seq).map(|c| c.seq).min() {
+            return broken(format!(
+                "the log ends at entry {seq} but a checkpoint was taken at entry {beyond}: it was truncated"
+            ));
+        }
+        if let Some(head) = head
+            && (head.seq != seq || head.hash != self.previous)
+        {
+            return broken(format!(
+                "the log ends at entry {seq} but its head records entry {}: entries were removed or altered",
+                head.seq
+            ));
+        }
+        let head = (seq > 0).then_some(Checkpoint { seq, hash: self.previous });
+        Verification::Valid { count: self.count, head }
+    }
+}
+
+/// Verifies stored entries in order: see [`Verifier`].
 pub fn verify(
     entries: impl IntoIterator<Item = StoredEntry>,
     start: Option<&Checkpoint>,
     expect: &[Checkpoint],
 ) -> Verification {
-    let broken = |seq, reason: String| Verification::Broken { seq, reason };
-    let (mut seq, mut previous) = start.map_or((0, GENESIS.to_string()), |c| (c.seq, c.hash.clone()));
-    let mut count = 0;
+    let mut verifier = Verifier::new(start, expect);
     for stored in entries {
-        let expected = seq + 1;
-        if stored.seq != expected {
-            return broken(
-                expected,
-                format!("entry {expected} is missing (the next stored entry is {})", stored.seq),
-            );
+        if let Err(broken) = verifier.push(&stored) {
+            return broken;
         }
-        let entry: AuditEntry = match serde_json::from_slice(&stored.bytes) {
-            Ok(entry) => entry,
-            Err(error) => return broken(expected, format!("entry {expected} is not a valid entry: {error}")),
-        };
-        if entry.seq != expected {
-            return broken(expected, format!("entry {expected} says it is entry {}", entry.seq));
-        }
-        let hash = link(&previous, &stored.bytes);
-        if hash != stored.hash {
-            return broken(
-                expected,
-                format!("entry {expected}'s hash does not match its bytes and the chain"),
-            );
-        }
-        if let Some(checkpoint) = expect.iter().find(|c| c.seq == expected)
-            && checkpoint.hash != hash
-        {
-            return broken(expected, format!("entry {expected} differs from the checkpoint taken of it"));
-        }
-        seq = expected;
-        previous = hash;
-        count += 1;
     }
-    if let Some(beyond) = expect.iter().filter(|c| c.seq > seq).map(|c| c.seq).min() {
-        return broken(
-            seq + 1,
-            format!(
-                "the log ends at entry {seq} but a checkpoint was taken at entry {beyond}: it was truncated"
-            ),
-        );
+    verifier.finish(None)
+}
+
+/// `at` as RFC 3339 with milliseconds and `Z`.
+mod millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::store::records::timestamp(*at))
     }
-    let head = (seq > 0).then_some(Checkpoint { seq, hash: previous });
-    Verification::Valid { count, head }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <&str>::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

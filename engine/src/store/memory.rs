@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
     RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
-    finish_events, fire_applies, fire_decision, fire_key, fired_event, lost_attempt, schedule_change_event,
-    skipped_event,
+    finish_events, fire_applies, fire_decision, fire_key, fired_event, handler_event, lost_attempt,
+    schedule_change_event, skipped_event,
 };
 use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
+use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
@@ -48,6 +49,7 @@ pub(super) struct State {
     /// Fire keys taken, with the job each enqueued.
     fire_keys: HashMap<String, String>,
     pub(super) records: super::memory_records::Records,
+    pub(super) audit: super::memory_audit::Audit,
 }
 
 /// Jobs, events and handlers in process memory.
@@ -68,6 +70,27 @@ impl MemoryStore {
 }
 
 impl State {
+    pub(super) fn events_after(&self, after: u64, limit: usize) -> &[JobEvent] {
+        let start = (after as usize).min(self.events.len());
+        &self.events[start..(start + limit).min(self.events.len())]
+    }
+
+    pub(super) fn schedule_events_after(&self, after: u64, limit: usize) -> &[ScheduleEvent] {
+        let start = (after as usize).min(self.schedule_events.len());
+        &self.schedule_events[start..(start + limit).min(self.schedule_events.len())]
+    }
+
+    /// What the audit log records of a job, while the job is kept.
+    pub(super) fn job_facts(&self, id: &str) -> Option<super::audit::JobFacts> {
+        let job = self.seq_of.get(id).and_then(|seq| self.jobs.get(seq))?;
+        Some(super::audit::JobFacts {
+            name: job.name.clone(),
+            attempts: job.attempts,
+            run_as: job.run_as.clone(),
+            result: job.result.clone(),
+        })
+    }
+
     fn emit(&mut self, mut event: JobEvent) {
         event.seq = self.events.len() as u64 + 1;
         self.events.push(event);
@@ -457,8 +480,7 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
-        let state = self.lock();
-        Ok(state.events.iter().skip(after as usize).take(limit).cloned().collect())
+        Ok(self.lock().events_after(after, limit).to_vec())
     }
 
     async fn put_handler(
@@ -466,10 +488,13 @@ impl Store for MemoryStore {
         name: &str,
         sha256: &str,
         bytes: &[u8],
+        by: &Principal,
         now: DateTime<Utc>,
     ) -> Result<HandlerRecord, StoreError> {
         let mut state = self.lock();
         state.versions.entry(sha256.to_string()).or_insert_with(|| Arc::new(bytes.to_vec()));
+        let previous = state.handlers.get(name).map(|h| h.sha256.clone());
+        state.records.emit(handler_event(name, previous.as_deref(), Some(sha256), by, now));
         let record = state.handlers.entry(name.to_string()).or_insert_with(|| HandlerRecord {
             name: name.to_string(),
             sha256: sha256.to_string(),
@@ -499,8 +524,16 @@ impl Store for MemoryStore {
         Ok(self.lock().versions.get(sha256).map(|bytes| bytes.to_vec()))
     }
 
-    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().handlers.remove(name).is_some())
+    async fn delete_handler(
+        &self,
+        name: &str,
+        by: &Principal,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some(removed) = state.handlers.remove(name) else { return Ok(false) };
+        state.records.emit(handler_event(name, Some(&removed.sha256), None, by, now));
+        Ok(true)
     }
 
     async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError> {
@@ -535,7 +568,6 @@ impl Store for MemoryStore {
     }
 
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
-        let state = self.lock();
-        Ok(state.schedule_events.iter().skip(after as usize).take(limit).cloned().collect())
+        Ok(self.lock().schedule_events_after(after, limit).to_vec())
     }
 }

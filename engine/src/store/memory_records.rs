@@ -23,11 +23,11 @@ use crate::sandbox::{ImportReport, OnConflict, WriteReport};
 pub(super) struct Records {
     objects: HashMap<String, BTreeMap<String, Value>>,
     fields: BTreeMap<String, BTreeSet<String>>,
-    events: Vec<AccessEvent>,
+    pub(super) events: Vec<AccessEvent>,
 }
 
 impl Records {
-    fn emit(&mut self, event: Option<AccessEvent>) {
+    pub(super) fn emit(&mut self, event: Option<AccessEvent>) {
         if let Some(mut event) = event {
             event.seq = self.events.len() as u64 + 1;
             self.events.push(event);

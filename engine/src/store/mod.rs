@@ -9,10 +9,13 @@
 //! method is one atomic unit; a status change and its events are always
 //! written together.
 
+pub mod audit;
 pub mod memory;
+mod memory_audit;
 mod memory_records;
 pub mod records;
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_filter;
 mod sqlite_records;
 
@@ -26,6 +29,7 @@ use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
+pub use audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
 pub use memory::MemoryStore;
 pub use records::{
     AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
@@ -73,6 +77,9 @@ pub enum StoreError {
     /// An import would replace a record the importer may not change.
     #[error("record `{0}` exists and may not be replaced by this principal")]
     RecordNotReplaceable(String),
+    /// The audit log grew past the head an append chained onto.
+    #[error("the audit log moved on meanwhile; chain onto its new head")]
+    AuditMoved,
     /// The database failed.
     #[error("storage failed: {0}")]
     Backend(String),
@@ -271,7 +278,7 @@ pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
 /// The storage every engine node shares: jobs and schedules here, records
 /// in [`RecordStore`].
 #[async_trait]
-pub trait Store: RecordStore + Send + Sync + 'static {
+pub trait Store: RecordStore + AuditStore + Send + Sync + 'static {
     /// Stores new jobs and their `job.enqueued` events, all or none. A unique
     /// key held by an active job (or twice in the batch) refuses the batch.
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
@@ -329,12 +336,15 @@ pub trait Store: RecordStore + Send + Sync + 'static {
     /// Lifecycle events with a sequence number above `after`, oldest first.
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
 
-    /// Stores a handler version (if new) and points `name` at it.
+    /// Stores a handler version (if new) and points `name` at it, with a
+    /// `handler.registered` or `handler.uploaded` access event by `by` when
+    /// the name is new or moves to another version.
     async fn put_handler(
         &self,
         name: &str,
         sha256: &str,
         bytes: &[u8],
+        by: &Principal,
         now: DateTime<Utc>,
     ) -> Result<HandlerRecord, StoreError>;
 
@@ -347,8 +357,14 @@ pub trait Store: RecordStore + Send + Sync + 'static {
     /// The bytes of a handler version.
     async fn handler_bytes(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Removes a handler name (its versions stay for jobs pinned to them).
-    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError>;
+    /// Removes a handler name (its versions stay for jobs pinned to them),
+    /// with a `handler.deleted` access event by `by`.
+    async fn delete_handler(
+        &self,
+        name: &str,
+        by: &Principal,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Applies a caller's change to a schedule with its event and returns
     /// the stored schedule (revision bumped). Refused with `ScheduleExists`,
@@ -548,4 +564,25 @@ pub(crate) fn finish_events(finish: &Finish, from: JobStatus, at: DateTime<Utc>)
     }
     events.push(event(transition.event(), transition.to(), data));
     events
+}
+
+/// The access event of a handler change from `previous` (the version the
+/// name pointed at, if any) to `current` (none for a removal), or none when
+/// nothing changed.
+pub(crate) fn handler_event(
+    name: &str,
+    previous: Option<&str>,
+    current: Option<&str>,
+    by: &Principal,
+    at: DateTime<Utc>,
+) -> Option<AccessEvent> {
+    let event = match (previous, current) {
+        (None, Some(_)) => AccessEventType::HandlerRegistered,
+        (Some(old), Some(new)) if old != new => AccessEventType::HandlerUploaded,
+        (Some(_), None) => AccessEventType::HandlerDeleted,
+        _ => return None,
+    };
+    let data = serde_json::json!({ "name": name, "sha256": current.or(previous), "previous": previous });
+    let actor = Actor { principal: by.clone(), job_id: None };
+    Some(AccessEvent::new(event, &actor, format!("handlers/{name}"), data, at))
 }

@@ -216,6 +216,15 @@ pub enum AccessEventType {
     /// Records were imported with their own system fields.
     #[serde(rename = "records.imported")]
     RecordsImported,
+    /// A handler name was registered (first version).
+    #[serde(rename = "handler.registered")]
+    HandlerRegistered,
+    /// A registered handler name was pointed at a new version.
+    #[serde(rename = "handler.uploaded")]
+    HandlerUploaded,
+    /// A handler name was removed.
+    #[serde(rename = "handler.deleted")]
+    HandlerDeleted,
 }
 
 impl AccessEventType {
@@ -227,6 +236,9 @@ impl AccessEventType {
             AccessEventType::RecordsUpdated => "records.updated",
             AccessEventType::RecordsDeleted => "records.deleted",
             AccessEventType::RecordsImported => "records.imported",
+            AccessEventType::HandlerRegistered => "handler.registered",
+            AccessEventType::HandlerUploaded => "handler.uploaded",
+            AccessEventType::HandlerDeleted => "handler.deleted",
         }
     }
 

@@ -20,14 +20,16 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::sync::oneshot;
 
+use super::sqlite_records::emit;
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
     RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for, finish_events,
-    fire_decision, fire_key, fired_event, lost_attempt, schedule_change_event, skipped_event,
+    fire_decision, fire_key, fired_event, handler_event, lost_attempt, schedule_change_event, skipped_event,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
 };
+use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
@@ -172,6 +174,36 @@ const MIGRATIONS: &[(i64, &str)] = &[
         resource TEXT NOT NULL,
         data TEXT NOT NULL
     );",
+    ),
+    (
+        5,
+        // An entry is its exact bytes and hash; the columns queries use are
+        // generated from those bytes, so they can never say something else.
+        "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        bytes TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
+        event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
+        user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
+        resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
+        job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
+    );
+    CREATE INDEX audit_at ON audit_log (at);
+    CREATE INDEX audit_event ON audit_log (event, seq);
+    CREATE INDEX audit_user ON audit_log (user_id, seq);
+    CREATE INDEX audit_job ON audit_log (job_id, seq) WHERE job_id IS NOT NULL;
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        jobs INTEGER NOT NULL,
+        schedules INTEGER NOT NULL,
+        access INTEGER NOT NULL,
+        pruned_seq INTEGER,
+        pruned_hash TEXT
+    );
+    INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);",
     ),
 ];
 
@@ -474,7 +506,7 @@ fn insert_event(conn: &Connection, event: &JobEvent) -> Result<u64, StoreError> 
     Ok(conn.last_insert_rowid() as u64)
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
+pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
     let kind: String = row.get(2)?;
     let from: Option<String> = row.get(6)?;
     let to: String = row.get(7)?;
@@ -1011,9 +1043,10 @@ impl Store for SqliteStore {
         name: &str,
         sha256: &str,
         bytes: &[u8],
+        by: &Principal,
         now: DateTime<Utc>,
     ) -> Result<HandlerRecord, StoreError> {
-        let (name, sha256, bytes) = (name.to_string(), sha256.to_string(), bytes.to_vec());
+        let (name, sha256, bytes, by) = (name.to_string(), sha256.to_string(), bytes.to_vec(), by.clone());
         self.write(move |conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO handler_versions VALUES (?1, ?2, ?3, ?4)",
@@ -1028,6 +1061,8 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .map_err(backend)?;
+            let previous = existing.as_ref().map(|h| h.sha256.as_str());
+            emit(conn, handler_event(&name, previous, Some(&sha256), &by, now))?;
             let record = match existing {
                 None => HandlerRecord {
                     name: name.clone(),
@@ -1098,10 +1133,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_handler(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_string();
+    async fn delete_handler(
+        &self,
+        name: &str,
+        by: &Principal,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (name, by) = (name.to_string(), by.clone());
         self.write(move |conn| {
-            Ok(conn.execute("DELETE FROM handlers WHERE name = ?1", [&name]).map_err(backend)? > 0)
+            let removed: Option<String> = conn
+                .query_row("DELETE FROM handlers WHERE name = ?1 RETURNING sha256", [&name], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            let Some(removed) = removed else { return Ok(false) };
+            emit(conn, handler_event(&name, Some(&removed), None, &by, now))?;
+            Ok(true)
         })
         .await
     }
@@ -1233,7 +1279,7 @@ fn insert_schedule_event(conn: &Connection, event: &ScheduleEvent) -> Result<(),
     .map_err(backend)
 }
 
-fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
+pub(super) fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
     let kind: String = row.get(2)?;
     Ok(ScheduleEvent {
         seq: row.get::<_, i64>(0)? as u64,

@@ -104,7 +104,7 @@ fn exists(conn: &Connection, object: &str, id: &str) -> Result<Option<Record>, S
         .map_err(backend)
 }
 
-fn emit(conn: &Connection, event: Option<AccessEvent>) -> Result<(), StoreError> {
+pub(super) fn emit(conn: &Connection, event: Option<AccessEvent>) -> Result<(), StoreError> {
     let Some(event) = event else { return Ok(()) };
     conn.prepare_cached(
         "INSERT INTO access_events (at, type, actor, job_id, resource, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -123,7 +123,7 @@ fn emit(conn: &Connection, event: Option<AccessEvent>) -> Result<(), StoreError>
     .map_err(backend)
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<AccessEvent> {
+pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<AccessEvent> {
     let kind: String = row.get(2)?;
     Ok(AccessEvent {
         seq: row.get::<_, i64>(0)? as u64,

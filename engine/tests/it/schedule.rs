@@ -222,7 +222,7 @@ async fn updates_merge_and_revalidate() {
 async fn a_fire_whose_handler_is_gone_is_recorded_as_skipped() {
     let f = fixture().await;
     f.add("orphan", every("* * * * *")).await;
-    f.queue.registry().remove("noop").await.unwrap();
+    f.queue.registry().remove(&Principal::new("ops", &["admin"]), "noop").await.unwrap();
     let report = f.tick(Duration::minutes(1)).await;
     assert!(report.fired.is_empty());
     assert_eq!(report.skipped[0].1, "cannot enqueue: unknown handler `noop`");

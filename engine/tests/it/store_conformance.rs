@@ -4,6 +4,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use objectos_engine::audit::feed::Auditor;
+use objectos_engine::audit::{
+    self, AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, StoredEntry, Verification, chain,
+    verify,
+};
 use objectos_engine::jobs::{
     Attempt, AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, Priority, lifecycle::check_path,
 };
@@ -16,6 +21,7 @@ use objectos_engine::store::{
     AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
     RecordUpdate,
 };
+use objectos_engine::store::{AuditAppend, AuditHead, AuditQuery, AuditRow, Cursors};
 use objectos_engine::store::{
     Cancelled, ClaimRequest, Finish, FinishKind, Fire, FireAction, FireOutcome, JobInsert, Lease,
     MemoryStore, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError, sqlite::Durability,
@@ -285,23 +291,40 @@ pub async fn list_filters_sorts_and_pages(store: Arc<dyn Store>) {
 }
 
 pub async fn handlers_keep_every_version(store: Arc<dyn Store>) {
-    let first = store.put_handler("report", "v1", b"one", t0()).await.unwrap();
+    let first = store.put_handler("report", "v1", b"one", &ops(), t0()).await.unwrap();
     assert_eq!((first.sha256.as_str(), first.versions.len()), ("v1", 1));
-    let second = store.put_handler("report", "v2", b"two", t0() + Duration::seconds(1)).await.unwrap();
+    let second =
+        store.put_handler("report", "v2", b"two", &ops(), t0() + Duration::seconds(1)).await.unwrap();
     assert_eq!(second.sha256, "v2");
     assert_eq!(second.versions, ["v1", "v2"]);
     assert_eq!(second.created_at, t0());
     assert_eq!(store.handler("report").await.unwrap().unwrap().sha256, "v2");
     assert_eq!(store.handler_bytes("v1").await.unwrap().unwrap(), b"one");
-    store.put_handler("other", "v1", b"one", t0()).await.unwrap();
+    store.put_handler("other", "v1", b"one", &ops(), t0()).await.unwrap();
     assert_eq!(
         store.handlers().await.unwrap().iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
         ["other", "report"]
     );
-    assert!(store.delete_handler("report").await.unwrap());
-    assert!(!store.delete_handler("report").await.unwrap());
+    assert!(store.delete_handler("report", &ops(), t0()).await.unwrap());
+    assert!(!store.delete_handler("report", &ops(), t0()).await.unwrap());
     assert!(store.handler("report").await.unwrap().is_none());
     assert_eq!(store.handler_bytes("v2").await.unwrap().unwrap(), b"two", "versions outlive their name");
+    // Each change of a name is an access event; re-registering the same version is not.
+    store.put_handler("other", "v1", b"one", &ops(), t0()).await.unwrap();
+    let events: Vec<(String, String)> = store
+        .access_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event.as_str().to_string(), e.resource))
+        .collect();
+    let expected = [
+        ("handler.registered", "handlers/report"),
+        ("handler.uploaded", "handlers/report"),
+        ("handler.registered", "handlers/other"),
+        ("handler.deleted", "handlers/report"),
+    ];
+    assert_eq!(events, expected.map(|(e, r)| (e.to_string(), r.to_string())));
 }
 
 pub async fn progress_needs_the_lease(store: Arc<dyn Store>) {
@@ -634,6 +657,10 @@ fn contact(id: &str, owner: &str, fields: serde_json::Value) -> Record {
     record
 }
 
+fn ops() -> Principal {
+    Principal::new("ops", &["admin"])
+}
+
 fn actor() -> Actor {
     Actor { principal: Principal::new("ada", &["admin"]), job_id: Some("job-9".into()) }
 }
@@ -764,6 +791,164 @@ async fn record_imports_resolve_conflicts(store: Arc<dyn Store>) {
     assert_eq!(stored[0], new);
 }
 
+fn audit_entry(n: u32, event: &str, user: &str, job: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: t0() + Duration::seconds(n as i64),
+        event: event.into(),
+        actor: AuditActor { user_id: user.into(), profiles: vec!["admin".into()] },
+        resource: job.map_or_else(|| "objects/contacts".to_string(), |j| format!("jobs/{j}")),
+        action: "act".into(),
+        outcome: AuditOutcome::Success,
+        job: job.map(|j| AuditJob {
+            job_id: j.into(),
+            job_name: "h".into(),
+            attempt: 1,
+            error: None,
+            result_summary: None,
+        }),
+        metadata: json!({"n": n}),
+        node_id: "node-1".into(),
+    }
+}
+
+/// Chains `entries` onto `head` as an append reaching `cursors`.
+fn append_of(head: &AuditHead, entries: Vec<AuditEntry>, cursors: Cursors) -> AuditAppend {
+    let columns: Vec<_> = entries.clone();
+    let rows = chain(head.seq, &head.hash, entries)
+        .into_iter()
+        .zip(columns)
+        .map(|(stored, e)| AuditRow {
+            stored,
+            at: e.at,
+            event: e.event,
+            user_id: e.actor.user_id,
+            resource: e.resource,
+            job_id: e.job.map(|j| j.job_id),
+        })
+        .collect();
+    AuditAppend { head: Checkpoint { seq: head.seq, hash: head.hash.clone() }, rows, cursors }
+}
+
+async fn audit_appends_only_onto_its_head(store: Arc<dyn Store>) {
+    let empty = store.audit_head().await.unwrap();
+    assert_eq!(empty, AuditHead::default());
+    let cursors = Cursors { jobs: 2, schedules: 0, access: 1 };
+    let append = append_of(
+        &empty,
+        (1..=3).map(|n| audit_entry(n, "job.started", "ada", Some("j1"))).collect(),
+        cursors,
+    );
+    let stored: Vec<StoredEntry> = append.rows.iter().map(|r| r.stored.clone()).collect();
+    store.append_audit(append).await.unwrap();
+    let head = store.audit_head().await.unwrap();
+    assert_eq!((head.seq, &head.hash, head.cursors), (3, &stored[2].hash, cursors));
+    assert_eq!(
+        store.audit_entries(AuditQuery::page(0, 10)).await.unwrap(),
+        stored,
+        "the exact bytes and hashes"
+    );
+    // A writer still chaining onto the empty log is refused and stores nothing.
+    let stale = append_of(&empty, vec![audit_entry(9, "job.failed", "eve", None)], Cursors::default());
+    assert_eq!(store.append_audit(stale).await.unwrap_err(), StoreError::AuditMoved);
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert_eq!(store.audit_entries(AuditQuery::page(0, 10)).await.unwrap().len(), 3);
+    assert!(matches!(verify(stored, None, &[]), Verification::Valid { count: 3, .. }));
+}
+
+async fn audit_queries_filter_by_their_columns(store: Arc<dyn Store>) {
+    let entries = vec![
+        audit_entry(1, "job.enqueued", "ada", Some("j1")),
+        audit_entry(2, "job.started", "ada", Some("j1")),
+        audit_entry(3, "permission.denied", "eve", None),
+        audit_entry(4, "job.enqueued", "bob", Some("j2")),
+        audit_entry(5, "job.completed", "ada", Some("j1")),
+    ];
+    store.append_audit(append_of(&AuditHead::default(), entries, Cursors::default())).await.unwrap();
+    let seqs = |query: AuditQuery| {
+        let store = store.clone();
+        async move { store.audit_entries(query).await.unwrap().into_iter().map(|e| e.seq).collect::<Vec<_>>() }
+    };
+    let all = AuditQuery::page(0, 100);
+    assert_eq!(seqs(AuditQuery { event: Some("job.enqueued".into()), ..all.clone() }).await, [1, 4]);
+    assert_eq!(seqs(AuditQuery { job_id: Some("j1".into()), ..all.clone() }).await, [1, 2, 5]);
+    assert_eq!(seqs(AuditQuery { user_id: Some("eve".into()), ..all.clone() }).await, [3]);
+    assert_eq!(seqs(AuditQuery { resource: Some("objects/contacts".into()), ..all.clone() }).await, [3]);
+    let window = AuditQuery {
+        since: Some(t0() + Duration::seconds(2)),
+        until: Some(t0() + Duration::seconds(4)),
+        ..all.clone()
+    };
+    assert_eq!(seqs(window).await, [2, 3], "since is inclusive, until exclusive");
+    assert_eq!(seqs(AuditQuery { after: 1, limit: 2, ..all.clone() }).await, [2, 3], "paging");
+    let none =
+        AuditQuery { user_id: Some("ada".into()), event: Some("job.enqueued".into()), after: 1, ..all };
+    assert_eq!(seqs(none).await, Vec::<u64>::new());
+}
+
+async fn audit_retention_removes_a_prefix_and_keeps_its_checkpoint(store: Arc<dyn Store>) {
+    let entries = (1..=5).map(|n| audit_entry(n, "job.started", "ada", Some("j1"))).collect();
+    let append = append_of(&AuditHead::default(), entries, Cursors::default());
+    let third = append.rows[2].stored.clone();
+    store.append_audit(append).await.unwrap();
+    assert_eq!(store.prune_audit(t0() + Duration::seconds(4), 2).await.unwrap(), 2, "at most the limit");
+    assert_eq!(store.prune_audit(t0() + Duration::seconds(4), 100).await.unwrap(), 1);
+    assert_eq!(store.prune_audit(t0() + Duration::seconds(4), 100).await.unwrap(), 0);
+    let head = store.audit_head().await.unwrap();
+    assert_eq!(head.pruned, Some(Checkpoint { seq: 3, hash: third.hash }));
+    assert_eq!(head.seq, 5, "the head stays");
+    let left: Vec<u64> =
+        store.audit_entries(AuditQuery::page(0, 10)).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, [4, 5]);
+    assert!(matches!(audit::log::verify(&*store, &[]).await.unwrap(), Verification::Valid { count: 2, .. }));
+}
+
+async fn audit_sources_read_each_outbox_after_its_cursor(store: Arc<dyn Store>) {
+    put(&*store, vec![job("a", "h", Priority::Normal, t0())]).await.unwrap();
+    let schedule = schedule("nightly", OverlapPolicy::Allow);
+    store.change_schedule(change(ScheduleEventType::Created, &schedule)).await.unwrap();
+    let denial = AccessEvent::new(
+        AccessEventType::PermissionDenied,
+        &Actor { principal: Principal::new("eve", &[]), job_id: Some("a".into()) },
+        "objects/contacts".into(),
+        json!({"action": "read", "reason": "no"}),
+        t0(),
+    );
+    store.record_access(denial).await.unwrap();
+    let sources = store.audit_sources(Cursors::default(), 10).await.unwrap();
+    assert_eq!(sources.jobs.len(), 1);
+    let (event, facts) = &sources.jobs[0];
+    assert_eq!((event.job_id.as_str(), facts.as_ref().unwrap().run_as.user_id.as_str()), ("a", "ada"));
+    assert_eq!(sources.schedules.len(), 1);
+    assert_eq!(sources.access[0].1.as_ref().unwrap().name, "h", "the acting job's facts");
+    let cursors = Cursors { jobs: 1, schedules: 1, access: 1 };
+    assert!(store.audit_sources(cursors, 10).await.unwrap().is_empty());
+}
+
+/// Two feeders racing over the same outboxes build one chain holding each
+/// event once.
+async fn concurrent_feeders_keep_one_chain(store: Arc<dyn Store>) {
+    let jobs = (0..300).map(|i| job(&format!("j{i}"), "h", Priority::Normal, t0())).collect();
+    put(&*store, jobs).await.unwrap();
+    let feeders = [Auditor::new(store.clone(), "node-a"), Auditor::new(store.clone(), "node-b")];
+    let runs = feeders.iter().map(|f| {
+        let f = f.clone();
+        tokio::spawn(async move { f.catch_up().await.unwrap() })
+    });
+    let mut appended = 0;
+    for run in runs {
+        appended += run.await.unwrap();
+    }
+    assert_eq!(appended, 300, "each event once");
+    match audit::log::verify(&*store, &[]).await.unwrap() {
+        Verification::Valid { count, head } => assert_eq!((count, head.unwrap().seq), (300, 300)),
+        broken => panic!("{broken:?}"),
+    }
+    let enqueued = AuditQuery { event: Some("job.enqueued".into()), ..AuditQuery::page(0, 1000) };
+    assert_eq!(store.audit_entries(enqueued).await.unwrap().len(), 300);
+    assert_eq!(feeders[0].catch_up().await.unwrap(), 0, "nothing left");
+}
+
 /// Runs every conformance test against a fresh store from `$make`.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -793,7 +978,12 @@ macro_rules! conformance {
                 skips_and_paused_schedules,
                 records_are_found_in_order_and_paged,
                 record_writes_are_whole_and_evented,
-                record_imports_resolve_conflicts);
+                record_imports_resolve_conflicts,
+                audit_appends_only_onto_its_head,
+                audit_queries_filter_by_their_columns,
+                audit_retention_removes_a_prefix_and_keeps_its_checkpoint,
+                audit_sources_read_each_outbox_after_its_cursor,
+                concurrent_feeders_keep_one_chain);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {

@@ -1,0 +1,270 @@
+//! Feeding the log from the outboxes. Every state change is written with
+//! its event in one transaction (job, schedule and access events); the
+//! feeder turns those events into entries, chains them onto the head and
+//! appends them together with the outbox positions they reach. So every
+//! change reaches the log exactly once and no entry exists without its
+//! change, however many nodes feed and whenever one of them dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, chain};
+use crate::jobs::{EventType, JobEvent};
+use crate::principal::Principal;
+use crate::schedule::{ScheduleEvent, ScheduleEventType};
+use crate::store::audit::JobFacts;
+use crate::store::{
+    AccessEvent, AccessEventType, AuditAppend, AuditRow, AuditSources, Cursors, Store, StoreError,
+};
+
+/// Events read from each outbox per append.
+const BATCH: usize = 4096;
+/// The longest result summary kept in an entry, in bytes.
+const SUMMARY_BYTES: usize = 200;
+
+/// Appends the outboxes' new events to the audit log.
+#[derive(Clone)]
+pub struct Auditor {
+    store: Arc<dyn Store>,
+    node_id: String,
+}
+
+impl Auditor {
+    /// A feeder writing as node `node_id`.
+    pub fn new(store: Arc<dyn Store>, node_id: impl Into<String>) -> Self {
+        Self { store, node_id: node_id.into() }
+    }
+
+    /// Appends one batch of new events; returns how many entries it added
+    /// (0 when the log is up to date).
+    pub async fn feed_once(&self) -> Result<usize, StoreError> {
+        loop {
+            let head = self.store.audit_head().await?;
+            let sources = self.store.audit_sources(head.cursors, BATCH).await?;
+            if sources.is_empty() {
+                return Ok(0);
+            }
+            let (entries, cursors) = entries(sources, head.cursors, &self.node_id);
+            let columns: Vec<_> = entries.iter().map(Columns::of).collect();
+            let rows: Vec<AuditRow> = chain(head.seq, &head.hash, entries)
+                .into_iter()
+                .zip(columns)
+                .map(|(stored, c)| AuditRow {
+                    stored,
+                    at: c.at,
+                    event: c.event,
+                    user_id: c.user_id,
+                    resource: c.resource,
+                    job_id: c.job_id,
+                })
+                .collect();
+            let count = rows.len();
+            let append = AuditAppend { head: Checkpoint { seq: head.seq, hash: head.hash }, rows, cursors };
+            match self.store.append_audit(append).await {
+                Ok(()) => return Ok(count),
+                // Another feeder appended first: chain onto its head.
+                Err(StoreError::AuditMoved) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Appends everything the outboxes hold now; returns how many entries.
+    pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            match self.feed_once().await? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    }
+
+    /// Feeds every `every` until `stop`, then catches up once more.
+    pub async fn run(self, every: Duration, stop: CancellationToken) {
+        loop {
+            if let Err(error) = self.catch_up().await {
+                tracing::error!(%error, "feeding the audit log failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Err(error) = self.catch_up().await {
+            tracing::error!(%error, "the audit log could not catch up before stopping");
+        }
+    }
+}
+
+/// The query columns of an entry, taken before it is encoded.
+struct Columns {
+    at: chrono::DateTime<chrono::Utc>,
+    event: String,
+    user_id: String,
+    resource: String,
+    job_id: Option<String>,
+}
+
+impl Columns {
+    fn of(entry: &AuditEntry) -> Self {
+        Self {
+            at: entry.at,
+            event: entry.event.clone(),
+            user_id: entry.actor.user_id.clone(),
+            resource: entry.resource.clone(),
+            job_id: entry.job.as_ref().map(|j| j.job_id.clone()),
+        }
+    }
+}
+
+/// The entries for `sources` (in time order; each outbox keeps its own
+/// order) and the cursors they reach.
+fn entries(sources: AuditSources, mut cursors: Cursors, node_id: &str) -> (Vec<AuditEntry>, Cursors) {
+    let mut entries = Vec::with_capacity(sources.jobs.len() + sources.schedules.len() + sources.access.len());
+    for (event, facts) in &sources.jobs {
+        cursors.jobs = event.seq;
+        entries.push(job_entry(event, facts.as_ref(), node_id));
+    }
+    for event in &sources.schedules {
+        cursors.schedules = event.seq;
+        entries.push(schedule_entry(event, node_id));
+    }
+    for (event, facts) in &sources.access {
+        cursors.access = event.seq;
+        entries.push(access_entry(event, facts.as_ref(), node_id));
+    }
+    entries.sort_by_key(|e| e.at); // stable: each outbox's order is kept
+    (entries, cursors)
+}
+
+fn actor(principal: &Principal) -> AuditActor {
+    AuditActor { user_id: principal.user_id.clone(), profiles: principal.profiles.clone() }
+}
+
+fn text(data: &Value, key: &str) -> Option<String> {
+    data.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The first [`SUMMARY_BYTES`] of a result's JSON, cut at a character.
+fn summary(result: &Value) -> String {
+    let mut text = result.to_string();
+    if text.len() > SUMMARY_BYTES {
+        let cut = (0..=SUMMARY_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn job_entry(event: &JobEvent, facts: Option<&JobFacts>, node_id: &str) -> AuditEntry {
+    let (action, outcome) = match event.event {
+        EventType::Enqueued => ("enqueue", AuditOutcome::Success),
+        EventType::Scheduled => ("fire", AuditOutcome::Success),
+        EventType::Started => ("start", AuditOutcome::Success),
+        EventType::Completed => ("complete", AuditOutcome::Success),
+        EventType::Retried => ("retry", AuditOutcome::Failure),
+        EventType::Failed => ("fail", AuditOutcome::Failure),
+        EventType::Cancelled => ("cancel", AuditOutcome::Success),
+        EventType::TimedOut => ("time-out", AuditOutcome::Failure),
+        EventType::Rescued => ("rescue", AuditOutcome::Failure),
+        EventType::Released => ("release", AuditOutcome::Success),
+    };
+    let mut metadata = match &event.data {
+        Value::Object(data) => data.clone(),
+        _ => Map::new(),
+    };
+    let error = metadata.remove("error").and_then(|e| e.as_str().map(str::to_string));
+    metadata.insert("from".into(), json!(event.from));
+    metadata.insert("to".into(), json!(event.to));
+    let result_summary = match (event.event, facts) {
+        (EventType::Completed, Some(facts)) => facts.result.as_ref().map(summary),
+        _ => None,
+    };
+    AuditEntry {
+        seq: 0,
+        at: event.at,
+        event: event.event.as_str().into(),
+        actor: facts.map_or_else(unknown_actor, |f| actor(&f.run_as)),
+        resource: format!("jobs/{}", event.job_id),
+        action: action.into(),
+        outcome,
+        job: Some(AuditJob {
+            job_id: event.job_id.clone(),
+            job_name: event.job_name.clone(),
+            attempt: event.attempt,
+            error,
+            result_summary,
+        }),
+        metadata: Value::Object(metadata),
+        node_id: node_id.into(),
+    }
+}
+
+/// The actor of a job event whose job was pruned before it was audited.
+fn unknown_actor() -> AuditActor {
+    AuditActor { user_id: "unknown".into(), profiles: Vec::new() }
+}
+
+fn schedule_entry(event: &ScheduleEvent, node_id: &str) -> AuditEntry {
+    let (action, outcome) = match event.event {
+        ScheduleEventType::Created => ("create", AuditOutcome::Success),
+        ScheduleEventType::Updated => ("update", AuditOutcome::Success),
+        ScheduleEventType::Paused => ("pause", AuditOutcome::Success),
+        ScheduleEventType::Resumed => ("resume", AuditOutcome::Success),
+        ScheduleEventType::Deleted => ("delete", AuditOutcome::Success),
+        ScheduleEventType::Skipped => ("skip", AuditOutcome::Failure),
+    };
+    AuditEntry {
+        seq: 0,
+        at: event.at,
+        event: event.event.as_str().into(),
+        actor: actor(&event.actor),
+        resource: format!("schedules/{}", event.schedule_id),
+        action: action.into(),
+        outcome,
+        job: None,
+        metadata: event.data.clone(),
+        node_id: node_id.into(),
+    }
+}
+
+fn access_entry(event: &AccessEvent, facts: Option<&JobFacts>, node_id: &str) -> AuditEntry {
+    let (action, outcome) = match event.event {
+        AccessEventType::PermissionDenied => {
+            (text(&event.data, "action").unwrap_or_else(|| "access".into()), AuditOutcome::Denied)
+        }
+        AccessEventType::RecordsInserted => ("insert".into(), AuditOutcome::Success),
+        AccessEventType::RecordsUpdated => ("update".into(), AuditOutcome::Success),
+        AccessEventType::RecordsDeleted => ("delete".into(), AuditOutcome::Success),
+        AccessEventType::RecordsImported => ("import".into(), AuditOutcome::Success),
+        AccessEventType::HandlerRegistered => ("register".into(), AuditOutcome::Success),
+        AccessEventType::HandlerUploaded => ("upload".into(), AuditOutcome::Success),
+        AccessEventType::HandlerDeleted => ("delete".into(), AuditOutcome::Success),
+    };
+    let job = event.job_id.as_ref().map(|job_id| AuditJob {
+        job_id: job_id.clone(),
+        job_name: facts.map(|f| f.name.clone()).unwrap_or_default(),
+        attempt: facts.map_or(0, |f| f.attempts),
+        error: match event.event {
+            AccessEventType::PermissionDenied => text(&event.data, "reason"),
+            _ => None,
+        },
+        result_summary: None,
+    });
+    AuditEntry {
+        seq: 0,
+        at: event.at,
+        event: event.event.as_str().into(),
+        actor: actor(&event.actor),
+        resource: event.resource.clone(),
+        action,
+        outcome,
+        job,
+        metadata: event.data.clone(),
+        node_id: node_id.into(),
+    }
+}

@@ -1,0 +1,84 @@
+//! The audit log in process memory: the reference for the SQLite and
+//! PostgreSQL backends in the conformance suite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
+use super::memory::MemoryStore;
+use crate::audit::{Checkpoint, StoredEntry};
+
+#[derive(Default)]
+pub(super) struct Audit {
+    head: AuditHead,
+    /// The entries after `head.pruned`, in order.
+    rows: Vec<AuditRow>,
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        Ok(self.lock().audit.head.clone())
+    }
+
+    async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
+        let state = self.lock();
+        Ok(AuditSources {
+            jobs: state
+                .events_after(cursors.jobs, limit)
+                .iter()
+                .map(|event| (event.clone(), state.job_facts(&event.job_id)))
+                .collect(),
+            schedules: state.schedule_events_after(cursors.schedules, limit).to_vec(),
+            access: state
+                .records
+                .events
+                .iter()
+                .skip(cursors.access as usize)
+                .take(limit)
+                .map(|event| (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id))))
+                .collect(),
+        })
+    }
+
+    async fn append_audit(&self, append: AuditAppend) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let audit = &mut state.audit;
+        if audit.head.seq != append.head.seq || audit.head.hash != append.head.hash {
+            return Err(StoreError::AuditMoved);
+        }
+        if let Some(last) = append.rows.last() {
+            audit.head.seq = last.stored.seq;
+            audit.head.hash.clone_from(&last.stored.hash);
+        }
+        audit.head.cursors = append.cursors;
+        audit.rows.extend(append.rows);
+        Ok(())
+    }
+
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<StoredEntry>, StoreError> {
+        let state = self.lock();
+        let rows = &state.audit.rows;
+        let start = rows.partition_point(|r| r.stored.seq <= query.after);
+        Ok(rows[start..]
+            .iter()
+            .filter(|r| query.matches(r))
+            .take(query.limit)
+            .map(|r| r.stored.clone())
+            .collect())
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let audit = &mut state.audit;
+        let old = audit.rows.iter().take(limit).take_while(|r| r.at < before).count();
+        if old == 0 {
+            return Ok(0);
+        }
+        let last = &audit.rows[old - 1].stored;
+        audit.head.pruned = Some(Checkpoint { seq: last.seq, hash: last.hash.clone() });
+        audit.rows.drain(..old);
+        Ok(old as u64)
+    }
+}

@@ -1,0 +1,203 @@
+//! The audit log in SQLite: `audit_log` holds each entry's exact bytes and
+//! hash (the query columns are generated from the bytes), `audit_head` the
+//! end of the chain, the outbox cursors and the retained checkpoint.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params, params_from_iter};
+
+use super::StoreError;
+use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, JobFacts};
+use super::records::timestamp;
+use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_event_from_row};
+use super::sqlite_records::event_from_row as access_event_from_row;
+use crate::audit::{Checkpoint, StoredEntry};
+
+fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
+    conn.prepare_cached("SELECT seq, hash, jobs, schedules, access, pruned_seq, pruned_hash FROM audit_head")
+        .and_then(|mut stmt| {
+            stmt.query_row([], |r| {
+                let pruned = match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<String>>(6)?) {
+                    (Some(seq), Some(hash)) => Some(Checkpoint { seq: seq as u64, hash }),
+                    _ => None,
+                };
+                Ok(AuditHead {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    hash: r.get(1)?,
+                    cursors: Cursors {
+                        jobs: r.get::<_, i64>(2)? as u64,
+                        schedules: r.get::<_, i64>(3)? as u64,
+                        access: r.get::<_, i64>(4)? as u64,
+                    },
+                    pruned,
+                })
+            })
+        })
+        .map_err(backend)
+}
+
+/// The job columns [`facts`] reads, from a join on `jobs j`.
+const FACTS: &str = "j.name, j.attempts, j.run_as, j.result";
+
+fn facts(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<JobFacts>> {
+    let Some(name) = row.get::<_, Option<String>>(at)? else { return Ok(None) };
+    let result: Option<String> = row.get(at + 3)?;
+    Ok(Some(JobFacts {
+        name,
+        attempts: row.get(at + 1)?,
+        run_as: parse(&row.get::<_, String>(at + 2)?)?,
+        result: result.map(|r| parse(&r)).transpose()?,
+    }))
+}
+
+fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        seq: row.get::<_, i64>(0)? as u64,
+        bytes: row.get::<_, String>(1)?.into_bytes(),
+        hash: row.get(2)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        self.read(head).await
+    }
+
+    async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
+        self.read(move |conn| {
+            let limit = limit as i64;
+            let jobs = conn
+                .prepare_cached(&format!(
+                    "SELECT e.seq, e.at, e.type, e.job_id, e.job_name, e.attempt, e.from_status, e.to_status,
+                         e.data, {FACTS} FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
+                         WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![cursors.jobs as i64, limit], |r| {
+                        Ok((event_from_row(r)?, facts(r, 9)?))
+                    })?
+                    .collect()
+                })
+                .map_err(backend)?;
+            let schedules = conn
+                .prepare_cached(
+                    "SELECT seq, at, type, schedule_id, actor, data FROM schedule_events
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![cursors.schedules as i64, limit], schedule_event_from_row)?
+                        .collect()
+                })
+                .map_err(backend)?;
+            let access = conn
+                .prepare_cached(&format!(
+                    "SELECT a.seq, a.at, a.type, a.actor, a.job_id, a.resource, a.data, {FACTS}
+                         FROM access_events a LEFT JOIN jobs j ON j.id = a.job_id
+                         WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![cursors.access as i64, limit], |r| {
+                        Ok((access_event_from_row(r)?, facts(r, 7)?))
+                    })?
+                    .collect()
+                })
+                .map_err(backend)?;
+            Ok(AuditSources { jobs, schedules, access })
+        })
+        .await
+    }
+
+    async fn append_audit(&self, append: AuditAppend) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let current = head(conn)?;
+            if current.seq != append.head.seq || current.hash != append.head.hash {
+                return Err(StoreError::AuditMoved);
+            }
+            let mut insert = conn
+                .prepare_cached("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)")
+                .map_err(backend)?;
+            let mut last = (current.seq, current.hash);
+            for row in append.rows {
+                let bytes = String::from_utf8(row.stored.bytes).map_err(backend)?;
+                insert.execute(params![row.stored.seq as i64, bytes, row.stored.hash]).map_err(backend)?;
+                last = (row.stored.seq, row.stored.hash);
+            }
+            conn.prepare_cached(
+                "UPDATE audit_head SET seq = ?1, hash = ?2, jobs = ?3, schedules = ?4, access = ?5",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    last.0 as i64,
+                    last.1,
+                    append.cursors.jobs as i64,
+                    append.cursors.schedules as i64,
+                    append.cursors.access as i64
+                ])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<StoredEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = String::from("SELECT seq, bytes, hash FROM audit_log WHERE seq > ?");
+            let mut values: Vec<rusqlite::types::Value> = vec![(query.after as i64).into()];
+            for (column, value) in [
+                ("event", &query.event),
+                ("user_id", &query.user_id),
+                ("resource", &query.resource),
+                ("job_id", &query.job_id),
+            ] {
+                if let Some(value) = value {
+                    sql.push_str(&format!(" AND {column} = ?"));
+                    values.push(value.clone().into());
+                }
+            }
+            for (op, at) in [(">=", query.since), ("<", query.until)] {
+                if let Some(at) = at {
+                    sql.push_str(&format!(" AND at {op} ?"));
+                    values.push(timestamp(at).into());
+                }
+            }
+            sql.push_str(" ORDER BY seq LIMIT ?");
+            values.push((query.limit as i64).into());
+            conn.prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_map(params_from_iter(values), entry)?.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            // The prefix ends before the first entry that is not old enough.
+            let old: Vec<StoredEntry> = conn
+                .prepare_cached("SELECT seq, bytes, hash, at FROM audit_log ORDER BY seq LIMIT ?1")
+                .and_then(|mut stmt| {
+                    let rows = stmt.query_map([limit as i64], |r| Ok((entry(r)?, r.get::<_, String>(3)?)))?;
+                    let mut old = Vec::new();
+                    for row in rows {
+                        let (stored, at) = row?;
+                        if at >= timestamp(before) {
+                            break;
+                        }
+                        old.push(stored);
+                    }
+                    Ok(old)
+                })
+                .map_err(backend)?;
+            let Some(last) = old.last() else { return Ok(0) };
+            conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [last.seq as i64]).map_err(backend)?;
+            conn.execute(
+                "UPDATE audit_head SET pruned_seq = ?1, pruned_hash = ?2",
+                params![last.seq as i64, last.hash],
+            )
+            .map_err(backend)?;
+            Ok(old.len() as u64)
+        })
+        .await
+    }
+}
