@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub retention: RetentionConfig,
     /// The cron scheduler.
     pub scheduler: SchedulerSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
     /// Logging.
     pub log: LogConfig,
 }
@@ -92,6 +94,25 @@ impl Default for SchedulerSettings {
             poll_interval: defaults.poll_interval,
             lead: defaults.lead,
         }
+    }
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How often new events are appended to the log. Default 250 ms.
+    #[serde(deserialize_with = "span")]
+    pub interval: Duration,
+    /// Entries older than this are removed as a whole prefix, keeping a
+    /// checkpoint of where it ended. Default `null`: kept for ever.
+    #[serde(deserialize_with = "optional_span")]
+    pub retention: Option<Duration>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_millis(250), retention: None }
     }
 }
 
@@ -193,6 +214,7 @@ impl Default for EngineConfig {
             jobs: JobDefaults::default(),
             retention: RetentionConfig::default(),
             scheduler: SchedulerSettings::default(),
+            audit: AuditSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -324,6 +346,9 @@ impl EngineConfig {
         }
         if self.scheduler.poll_interval.is_zero() {
             return Err("scheduler.pollInterval must be positive".into());
+        }
+        if self.audit.interval.is_zero() {
+            return Err("audit.interval must be positive".into());
         }
         Ok(())
     }

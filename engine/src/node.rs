@@ -1,7 +1,7 @@
 //! One engine process on the embedded database, assembled from an
 //! [`EngineConfig`]: the data directory and its lock, the SQLite store, the
 //! sandbox, the handler registry, the permission sets and the records
-//! under them, the queue and the scheduler. `objectos
+//! under them, the queue, the scheduler and the audit log's feeder. `objectos
 //! serve` and `objectos demo` are both a node; local commands such as
 //! `objectos schedule` open the same parts beside it without the lock.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::audit::feed::{Auditor, Feeding};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::permissions::PermissionsDir;
@@ -56,6 +57,8 @@ pub struct Node {
     pub permissions: Arc<PermissionsDir>,
     /// The records, under those sets.
     pub records: Arc<RecordsEngine>,
+    /// The audit log's feeder (start it with [`Node::start_audit`]).
+    pub auditor: Auditor,
     /// The settings it was built from.
     pub config: EngineConfig,
     _lock: Option<File>,
@@ -113,6 +116,7 @@ impl Node {
         let permissions = Arc::new(Self::load_permissions(&config)?);
         let records = Arc::new(RecordsEngine::new(store.clone(), permissions.clone(), clock.clone()));
         let services = Services { records: records.clone(), artifacts: Arc::new(MemoryArtifacts::new()) };
+        let auditor = Auditor::new(store.clone(), config.node_id.clone());
         let queue = Queue::new(QueueParts {
             store,
             registry,
@@ -123,7 +127,7 @@ impl Node {
             config: config.queue_config(),
         });
         let scheduler = Scheduler::new(queue.clone(), config.scheduler_config());
-        Ok(Self { queue, scheduler, permissions, records, config, _lock: lock })
+        Ok(Self { queue, scheduler, permissions, records, auditor, config, _lock: lock })
     }
 
     /// The sets in the configured directory. A missing default directory
@@ -139,6 +143,12 @@ impl Node {
             return Ok(PermissionsDir::watching_missing(dir));
         }
         Ok(PermissionsDir::open(dir)?)
+    }
+
+    /// Starts appending this database's events to its audit log, as the
+    /// config's `audit` section says.
+    pub fn start_audit(&self) -> Feeding {
+        self.auditor.clone().start(self.config.audit.interval, self.config.audit.retention)
     }
 
     /// Registers the example handlers this data directory does not have yet.

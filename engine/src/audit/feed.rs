@@ -83,11 +83,32 @@ impl Auditor {
         }
     }
 
-    /// Feeds every `every` until `stop`, then catches up once more.
-    pub async fn run(self, every: Duration, stop: CancellationToken) {
+    /// Starts feeding every `every` (and, with a `retention`, removing
+    /// entries older than it about once a minute) until stopped.
+    pub fn start(self, every: Duration, retention: Option<Duration>) -> Feeding {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(self.run(every, retention, stop.clone()));
+        Feeding { stop, task }
+    }
+
+    async fn run(self, every: Duration, retention: Option<Duration>, stop: CancellationToken) {
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             if let Err(error) = self.catch_up().await {
                 tracing::error!(%error, "feeding the audit log failed; retrying");
+            }
+            if let Some(retention) = retention
+                && pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+            {
+                pruned_at = Some(tokio::time::Instant::now());
+                let before = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+                match super::log::prune(&*self.store, before).await {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(entries = removed, "pruned audit entries past their retention")
+                    }
+                    Err(error) => tracing::error!(%error, "pruning the audit log failed"),
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -97,6 +118,23 @@ impl Auditor {
         if let Err(error) = self.catch_up().await {
             tracing::error!(%error, "the audit log could not catch up before stopping");
         }
+    }
+}
+
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// A running feeder.
+pub struct Feeding {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feeding {
+    /// Stops feeding after appending everything the outboxes hold now.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
 }
 

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use objectos_engine::audit::{AuditEntry, AuditOutcome, Verification};
 use objectos_engine::config::EngineConfig;
 use objectos_engine::examples;
 use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
@@ -17,7 +18,7 @@ use objectos_engine::principal::Principal;
 use objectos_engine::queue::Queue;
 use objectos_engine::sandbox::{OnConflict, Query, RecordsService};
 use objectos_engine::schedule::ScheduleSpec;
-use objectos_engine::store::{AccessEventType, Actor};
+use objectos_engine::store::{AccessEventType, Actor, AuditQuery};
 use serde_json::json;
 
 /// Show the engine at work: priorities, a retry, a timeout, a cancel, a schedule, stats.
@@ -51,6 +52,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
         config.data_dir.display()
     );
     let node = Node::open(config)?;
+    let audit = node.start_audit();
     let queue = &node.queue;
     let ops = Principal::new("ops", &["admin"]);
 
@@ -190,10 +192,57 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     );
     let report = workers.shutdown(Some(Duration::from_secs(5))).await;
     println!("   Workers stopped ({} jobs in flight, {} released).", report.in_flight, report.released);
+    audit.stop().await;
+    audit_step(&node).await?;
     println!(
         "\nNext: `objectos run guest-sdk/examples/template --data '{{\"name\":\"Ada\"}}'` to run a handler alone,"
     );
     println!("or `objectos serve` to run the engine for real.");
+    Ok(())
+}
+
+/// Step 8: what the audit log holds, one denial as recorded, and the
+/// chain verified from its stored bytes.
+async fn audit_step(node: &Node) -> anyhow::Result<()> {
+    let store = node.queue.store();
+    let mut by_event = std::collections::BTreeMap::<String, u64>::new();
+    let mut denial = None;
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(AuditQuery::page(after, 1000)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for stored in &page {
+            let entry: AuditEntry = serde_json::from_slice(&stored.bytes)?;
+            *by_event.entry(entry.event.clone()).or_default() += 1;
+            if entry.outcome == AuditOutcome::Denied && denial.is_none() {
+                denial = Some(entry);
+            }
+        }
+    }
+    let counts: Vec<String> = by_event.iter().map(|(event, n)| format!("{n} {event}")).collect();
+    println!("\n8. The audit log: {} entries — {}.", by_event.values().sum::<u64>(), counts.join(", "));
+    if let Some(entry) = denial {
+        println!(
+            "   #{} {} {} by {} on {}: {}",
+            entry.seq,
+            clock_time(Some(entry.at)),
+            entry.event,
+            entry.actor.user_id,
+            entry.resource,
+            entry.metadata["reason"].as_str().unwrap_or("")
+        );
+    }
+    match objectos_engine::audit::log::verify(&**store, &[]).await? {
+        Verification::Valid { count, head } => println!(
+            "   verify: the chain holds — {count} entries recomputed from their stored bytes, head #{} {}…",
+            head.as_ref().map_or(0, |h| h.seq),
+            head.as_ref().map_or("", |h| &h.hash[..16])
+        ),
+        Verification::Broken { seq, reason } => {
+            anyhow::bail!("the audit log does not verify at entry {seq}: {reason}")
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and dispatch. Only this module and
 //! its children parse user input from the terminal.
 
+mod audit;
 mod demo;
 mod run;
 mod schedule;
@@ -23,6 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Audit(audit::AuditArgs),
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Schedule(schedule::ScheduleArgs),
@@ -32,6 +34,7 @@ enum Command {
 /// Runs the chosen command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Audit(args) => audit::audit(args),
         Command::Demo(args) => demo::demo(args),
         Command::Run(args) => run::run(args),
         Command::Schedule(args) => schedule::schedule(args),

@@ -91,6 +91,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             concurrency = node.config.workers.concurrency,
             "objectos is serving; stop with Ctrl-C or SIGTERM, reload permissions with SIGHUP"
         );
+        let audit = node.start_audit();
         node.install_examples().await?;
         let workers = node.queue.start();
         let scheduler = node.scheduler.start().await?;
@@ -108,6 +109,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             released = report.released,
             "stopped; released jobs run again on the next start"
         );
+        audit.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }
