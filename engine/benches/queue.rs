@@ -8,6 +8,8 @@
 //! all) to change the run. `PRUNE_EVERY_MS=N` keeps completed jobs for no
 //! time and runs the maintenance task (rescue and retention pruning) every
 //! N ms during the drain, to measure the queue with retention at work.
+//! `AUDIT` is `on` (the audit log fed every 250 ms during the round, as a
+//! node does), `off`, or `both` (default: each backend twice, to compare).
 //! Prints the median of the rounds: the enqueue rate, the drain rate (from
 //! starting the workers on the full queue until the last job is recorded),
 //! and the two phases end to end.
@@ -15,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use objectos_engine::audit::feed::Auditor;
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
 use objectos_engine::principal::Principal;
@@ -50,7 +53,9 @@ async fn round(
     jobs: usize,
     concurrency: usize,
     prune_every: Option<Duration>,
+    audit: bool,
 ) -> Rates {
+    let feeding = audit.then(|| Auditor::new(store.clone(), "bench").start(Duration::from_millis(250), None));
     let clock = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
     registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
@@ -89,6 +94,11 @@ async fn round(
     let drained = draining.elapsed();
     let total = started.elapsed();
     workers.stop().await;
+    if let Some(feeding) = feeding {
+        let catching_up = Instant::now();
+        feeding.stop().await;
+        println!("  audit log caught up {} ms after the drain", catching_up.elapsed().as_millis());
+    }
     let (counts, _) = queue.stats().await.unwrap();
     let completed = counts.by_status.get("completed").copied().unwrap_or(0) as usize;
     if prune_every.is_none() {
@@ -123,20 +133,28 @@ fn main() {
             }),
         ];
         let only = std::env::var("BACKEND").unwrap_or_default();
+        let audit_modes: &[bool] = match std::env::var("AUDIT").as_deref() {
+            Ok("on") => &[true],
+            Ok("off") => &[false],
+            _ => &[false, true],
+        };
         for (name, make) in backends.into_iter().filter(|(name, _)| name.starts_with(only.as_str())) {
-            let mut results = Vec::new();
-            for _ in 0..rounds {
-                let dir = tempfile::tempdir().unwrap();
-                results.push(round(sandbox.clone(), make(&dir), jobs, concurrency, prune_every).await);
+            for &audit in audit_modes {
+                let mut results = Vec::new();
+                for _ in 0..rounds {
+                    let dir = tempfile::tempdir().unwrap();
+                    results.push(round(sandbox.clone(), make(&dir), jobs, concurrency, prune_every, audit).await);
+                }
+                let median_of = |f: fn(&Rates) -> f64| median(results.iter().map(f).collect());
+                println!(
+                    "{name}, audit {}: {jobs} no-op jobs, concurrency {concurrency}, medians: enqueue {:.0} jobs/s; \
+                     drain {:.0} jobs/s; enqueue-then-drain end to end {:.0} jobs/s",
+                    if audit { "on" } else { "off" },
+                    median_of(|r| r.enqueue),
+                    median_of(|r| r.drain),
+                    median_of(|r| r.end_to_end)
+                );
             }
-            let median_of = |f: fn(&Rates) -> f64| median(results.iter().map(f).collect());
-            println!(
-                "{name}: {jobs} no-op jobs, concurrency {concurrency}, medians: enqueue {:.0} jobs/s; \
-                 drain {:.0} jobs/s; enqueue-then-drain end to end {:.0} jobs/s",
-                median_of(|r| r.enqueue),
-                median_of(|r| r.drain),
-                median_of(|r| r.end_to_end)
-            );
         }
     });
 }

@@ -7,13 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use objectos_engine::audit::AuditEntry;
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::{EventType, JobQuery, JobStatus, NewJob};
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
-use objectos_engine::store::{SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::{AuditQuery, SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
 use crate::support::{objectos, write_admin_permissions, write_file};
@@ -140,6 +141,35 @@ async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}\n{log}");
     assert!(log.contains("shutting down") && log.contains("took back jobs left running"), "{log}");
+
+    // The audit log survived the kill: it verifies, and holds each job
+    // event exactly once (serve caught up before exiting).
+    let verify =
+        objectos().args(["audit", "verify", "--json", "--data-dir"]).arg(&data_dir).output().unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    let events = store.events(0, 100_000).await.unwrap();
+    let mut audited = Vec::new();
+    loop {
+        let page = store.audit_entries(AuditQuery::page(audited.len() as u64, 10_000)).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        audited.extend(page.into_iter().map(|e| serde_json::from_slice::<AuditEntry>(&e.bytes).unwrap()));
+    }
+    let mut from_log: Vec<(String, String, u32)> = audited
+        .iter()
+        .filter(|e| e.event.starts_with("job."))
+        .map(|e| {
+            let job = e.job.as_ref().unwrap();
+            (job.job_id.clone(), e.event.clone(), job.attempt)
+        })
+        .collect();
+    let mut from_outbox: Vec<(String, String, u32)> =
+        events.iter().map(|e| (e.job_id.clone(), e.event.as_str().to_string(), e.attempt)).collect();
+    from_log.sort();
+    from_outbox.sort();
+    assert_eq!(from_log, from_outbox, "one entry per job event, no more");
 }
 
 #[test]
