@@ -9,7 +9,8 @@
 //! - feed: outbox events read, turned into entries, chained and stored per
 //!   second (the whole path a node runs);
 //! - verify: seconds to recompute the chain of `ENTRIES` entries from their
-//!   stored bytes, reading them page by page from the database.
+//!   stored bytes, reading them page by page from the database (opened
+//!   afresh, as `objectos audit verify` does).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,6 +136,10 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let store = sqlite(&dir);
             appends.push(append(&*store, entries).await);
+            // Verified as `objectos audit verify` does: a fresh process
+            // opening the database.
+            drop(store);
+            let store = sqlite(&dir);
             let started = Instant::now();
             match log::verify(&*store, &[]).await.unwrap() {
                 Verification::Valid { count, .. } => assert_eq!(count as usize, entries),

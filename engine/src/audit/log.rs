@@ -34,19 +34,22 @@ pub async fn checkpoint(store: &dyn Store) -> Result<Checkpoint, StoreError> {
 /// in `expect` with the hash it had.
 pub async fn verify(store: &dyn Store, expect: &[Checkpoint]) -> Result<Verification, StoreError> {
     let head = store.audit_head().await?;
-    let mut verifier = Verifier::new(head.pruned.as_ref(), expect);
-    let mut after = head.pruned.as_ref().map_or(0, |p| p.seq);
+    let start = head.pruned.as_ref().map_or(0, |p| p.seq);
     // Entries appended after the head was read are left for the next run.
-    while after < head.seq {
-        let page =
-            store.audit_entries(AuditQuery::page(after, PAGE.min((head.seq - after) as usize))).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for stored in &page {
-            if let Err(broken) = verifier.push(stored) {
-                return Ok(broken);
-            }
-        }
+    let page = |after: u64| AuditQuery::page(after, PAGE.min(head.seq.saturating_sub(after) as usize));
+    let mut verifier = Verifier::new(head.pruned.as_ref(), expect);
+    let mut current = if start < head.seq { store.audit_entries(page(start)).await? } else { Vec::new() };
+    // The next page is read while this one is checked.
+    while let Some(last) = current.last().map(|e| e.seq) {
+        let next =
+            async { if last < head.seq { store.audit_entries(page(last)).await } else { Ok(Vec::new()) } };
+        let check = tokio::task::spawn_blocking(move || verifier.push_page(&current).map(|()| verifier));
+        let (next, checked) = tokio::join!(next, check);
+        verifier = match checked.map_err(|e| StoreError::Backend(e.to_string()))? {
+            Ok(verifier) => verifier,
+            Err(broken) => return Ok(broken),
+        };
+        current = next?;
     }
     Ok(verifier.finish(Some(&Checkpoint { seq: head.seq, hash: head.hash })))
 }
