@@ -17,9 +17,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use objectos_engine::audit::feed::Auditor;
-use objectos_engine::audit::{
-    AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, Verification, chain, log,
-};
+use objectos_engine::audit::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, Verification, log};
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
 use objectos_engine::principal::Principal;
@@ -74,19 +72,8 @@ async fn append(store: &dyn Store, count: usize) -> f64 {
     let mut cursors = store.audit_head().await.unwrap().cursors;
     let mut n = 0;
     while n < count {
-        let entries: Vec<AuditEntry> = (n..(n + BATCH).min(count)).map(entry).collect();
-        let rows: Vec<AuditRow> = entries
-            .iter()
-            .zip(chain(head.seq, &head.hash, entries.clone()))
-            .map(|(e, stored)| AuditRow {
-                stored,
-                at: e.at,
-                event: e.event.clone(),
-                user_id: e.actor.user_id.clone(),
-                resource: e.resource.clone(),
-                job_id: e.job.as_ref().map(|j| j.job_id.clone()),
-            })
-            .collect();
+        let entries = (n..(n + BATCH).min(count)).map(entry).collect();
+        let rows = AuditRow::chain(&head, entries);
         let last = rows.last().unwrap().stored.clone();
         n += rows.len();
         cursors.jobs += rows.len() as u64;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, chain};
+use super::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint};
 use crate::jobs::{EventType, JobEvent};
 use crate::principal::Principal;
 use crate::schedule::{ScheduleEvent, ScheduleEventType};
@@ -48,21 +48,10 @@ impl Auditor {
                 return Ok(0);
             }
             let (entries, cursors) = entries(sources, head.cursors, &self.node_id);
-            let columns: Vec<_> = entries.iter().map(Columns::of).collect();
-            let rows: Vec<AuditRow> = chain(head.seq, &head.hash, entries)
-                .into_iter()
-                .zip(columns)
-                .map(|(stored, c)| AuditRow {
-                    stored,
-                    at: c.at,
-                    event: c.event,
-                    user_id: c.user_id,
-                    resource: c.resource,
-                    job_id: c.job_id,
-                })
-                .collect();
+            let head = Checkpoint { seq: head.seq, hash: head.hash };
+            let rows = AuditRow::chain(&head, entries);
             let count = rows.len();
-            let append = AuditAppend { head: Checkpoint { seq: head.seq, hash: head.hash }, rows, cursors };
+            let append = AuditAppend { head, rows, cursors };
             match self.store.append_audit(append).await {
                 Ok(()) => return Ok(count),
                 // Another feeder appended first: chain onto its head.
@@ -135,27 +124,6 @@ impl Feeding {
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
-    }
-}
-
-/// The query columns of an entry, taken before it is encoded.
-struct Columns {
-    at: chrono::DateTime<chrono::Utc>,
-    event: String,
-    user_id: String,
-    resource: String,
-    job_id: Option<String>,
-}
-
-impl Columns {
-    fn of(entry: &AuditEntry) -> Self {
-        Self {
-            at: entry.at,
-            event: entry.event.clone(),
-            user_id: entry.actor.user_id.clone(),
-            resource: entry.resource.clone(),
-            job_id: entry.job.as_ref().map(|j| j.job_id.clone()),
-        }
     }
 }
 

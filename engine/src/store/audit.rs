@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::records::AccessEvent;
-use crate::audit::{Checkpoint, GENESIS, StoredEntry};
+use crate::audit::{AuditEntry, Checkpoint, GENESIS, StoredEntry, chain};
 use crate::jobs::JobEvent;
 use crate::principal::Principal;
 use crate::schedule::ScheduleEvent;
@@ -102,6 +102,32 @@ pub struct AuditRow {
     pub resource: String,
     /// The job it concerns.
     pub job_id: Option<String>,
+}
+
+impl AuditRow {
+    /// `entries` chained onto the log ending at `head`, numbered from
+    /// `head.seq + 1`, with their query columns.
+    pub fn chain(head: &Checkpoint, entries: Vec<AuditEntry>) -> Vec<AuditRow> {
+        let columns: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let job_id = e.job.as_ref().map(|j| j.job_id.clone());
+                (e.at, e.event.clone(), e.actor.user_id.clone(), e.resource.clone(), job_id)
+            })
+            .collect();
+        chain(head.seq, &head.hash, entries)
+            .into_iter()
+            .zip(columns)
+            .map(|(stored, (at, event, user_id, resource, job_id))| AuditRow {
+                stored,
+                at,
+                event,
+                user_id,
+                resource,
+                job_id,
+            })
+            .collect()
+    }
 }
 
 /// Entries chained onto a head, and the outbox positions they reach.

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use objectos_engine::audit::feed::Auditor;
 use objectos_engine::audit::{
-    self, AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, StoredEntry, Verification, chain,
-    verify,
+    self, AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, StoredEntry, Verification, verify,
 };
 use objectos_engine::jobs::{
     Attempt, AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, Priority, lifecycle::check_path,
@@ -814,20 +813,8 @@ fn audit_entry(n: u32, event: &str, user: &str, job: Option<&str>) -> AuditEntry
 
 /// Chains `entries` onto `head` as an append reaching `cursors`.
 fn append_of(head: &AuditHead, entries: Vec<AuditEntry>, cursors: Cursors) -> AuditAppend {
-    let columns: Vec<_> = entries.clone();
-    let rows = chain(head.seq, &head.hash, entries)
-        .into_iter()
-        .zip(columns)
-        .map(|(stored, e)| AuditRow {
-            stored,
-            at: e.at,
-            event: e.event,
-            user_id: e.actor.user_id,
-            resource: e.resource,
-            job_id: e.job.map(|j| j.job_id),
-        })
-        .collect();
-    AuditAppend { head: Checkpoint { seq: head.seq, hash: head.hash.clone() }, rows, cursors }
+    let head = Checkpoint { seq: head.seq, hash: head.hash.clone() };
+    AuditAppend { rows: AuditRow::chain(&head, entries), head, cursors }
 }
 
 async fn audit_appends_only_onto_its_head(store: Arc<dyn Store>) {
