@@ -376,7 +376,7 @@ async fn run_job(
                 attempt: job.attempts,
                 max_attempts: job.max_attempts(),
                 principal: job.run_as.clone(),
-                schedule_id: None,
+                schedule_id: job.schedule_id.clone(),
                 enqueued_at: job.created_at,
                 input: job.data.to_string(),
                 limits: Limits {

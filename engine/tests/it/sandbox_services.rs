@@ -45,7 +45,9 @@ async fn the_guest_sees_its_job_context() {
     let outcome = run("context").await;
     assert_eq!(
         outcome.kind,
-        OutcomeKind::Completed { result: r#"{"job":"job-1","user":"ada","attempt":1}"#.into() }
+        OutcomeKind::Completed {
+            result: r#"{"job":"job-1","user":"ada","attempt":1,"schedule":null}"#.into()
+        }
     );
 }
 

@@ -219,6 +219,24 @@ async fn updates_merge_and_revalidate() {
 }
 
 #[tokio::test]
+async fn a_fired_job_knows_its_schedule() {
+    let f = fixture().await;
+    f.add(
+        "ctx",
+        ScheduleSpec {
+            overlap: OverlapPolicy::Allow,
+            ..ScheduleSpec::new("* * * * *", "hostile", json!("context"))
+        },
+    )
+    .await;
+    let report = f.tick(Duration::minutes(1)).await;
+    let workers = f.queue.start();
+    let job = f.queue.wait_final(&report.fired[0].job.id).await.unwrap();
+    workers.shutdown(None).await;
+    assert_eq!(job.result.unwrap()["schedule"], json!("ctx"), "the guest's context names its schedule");
+}
+
+#[tokio::test]
 async fn a_fire_whose_handler_is_gone_is_recorded_as_skipped() {
     let f = fixture().await;
     f.add("orphan", every("* * * * *")).await;

@@ -83,8 +83,11 @@ impl Guest for Hostile {
                 Ok(runs.to_string())
             }
             "context" => Ok(format!(
-                "{{\"job\":{:?},\"user\":{:?},\"attempt\":{}}}",
-                ctx.job_id, ctx.principal.user_id, ctx.attempt
+                "{{\"job\":{:?},\"user\":{:?},\"attempt\":{},\"schedule\":{}}}",
+                ctx.job_id,
+                ctx.principal.user_id,
+                ctx.attempt,
+                ctx.schedule_id.map_or("null".to_string(), |id| format!("{id:?}"))
             )),
             "retryable" => Err(JobError::Retryable(arg.into())),
             "fatal" => Err(JobError::Fatal(arg.into())),
