@@ -34,6 +34,7 @@
 //! - [`node::Node`]: one engine process on the embedded database, built
 //!   from a [`config::EngineConfig`] (`objectos serve`).
 
+pub mod artifacts;
 pub mod audit;
 pub mod clock;
 pub mod config;

@@ -1,9 +1,10 @@
 //! One engine process on the embedded database, assembled from an
 //! [`EngineConfig`]: the data directory and its lock, the SQLite store, the
 //! sandbox, the handler registry, the permission sets and the records
-//! under them, the queue, the scheduler and the audit log's feeder. `objectos
-//! serve` and `objectos demo` are both a node; local commands such as
-//! `objectos schedule` open the same parts beside it without the lock.
+//! under them, the artifacts in the database, the queue, the scheduler
+//! and the audit log's feeder. `objectos serve` and `objectos demo` are
+//! both a node; local commands such as `objectos schedule` open the same
+//! parts beside it without the lock.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::artifacts::StoredArtifacts;
 use crate::audit::feed::{Auditor, Feeding};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
@@ -18,7 +20,7 @@ use crate::permissions::PermissionsDir;
 use crate::queue::{Queue, QueueParts};
 use crate::records::RecordsEngine;
 use crate::registry::{Registry, RegistryError};
-use crate::sandbox::{MemoryArtifacts, Sandbox, SandboxConfig, Services};
+use crate::sandbox::{Sandbox, SandboxConfig, Services};
 use crate::schedule::Scheduler;
 use crate::store::{SqliteStore, Store};
 
@@ -57,6 +59,8 @@ pub struct Node {
     pub permissions: Arc<PermissionsDir>,
     /// The records, under those sets.
     pub records: Arc<RecordsEngine>,
+    /// The artifacts jobs wrote.
+    pub artifacts: StoredArtifacts,
     /// The audit log's feeder (start it with [`Node::start_audit`]).
     pub auditor: Auditor,
     /// The settings it was built from.
@@ -115,7 +119,8 @@ impl Node {
         ));
         let permissions = Arc::new(Self::load_permissions(&config)?);
         let records = Arc::new(RecordsEngine::new(store.clone(), permissions.clone(), clock.clone()));
-        let services = Services { records: records.clone(), artifacts: Arc::new(MemoryArtifacts::new()) };
+        let artifacts = StoredArtifacts::new(store.clone(), clock.clone());
+        let services = Services { records: records.clone(), artifacts: Arc::new(artifacts.clone()) };
         let auditor = Auditor::new(store.clone(), config.node_id.clone());
         let queue = Queue::new(QueueParts {
             store,
@@ -127,7 +132,7 @@ impl Node {
             config: config.queue_config(),
         });
         let scheduler = Scheduler::new(queue.clone(), config.scheduler_config());
-        Ok(Self { queue, scheduler, permissions, records, auditor, config, _lock: lock })
+        Ok(Self { queue, scheduler, permissions, records, artifacts, auditor, config, _lock: lock })
     }
 
     /// The sets in the configured directory. A missing default directory

@@ -50,6 +50,7 @@ pub(super) struct State {
     fire_keys: HashMap<String, String>,
     pub(super) records: super::memory_records::Records,
     pub(super) audit: super::memory_audit::Audit,
+    pub(super) artifacts: super::memory_artifacts::Artifacts,
 }
 
 /// Jobs, events and handlers in process memory.

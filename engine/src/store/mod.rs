@@ -9,12 +9,15 @@
 //! method is one atomic unit; a status change and its events are always
 //! written together.
 
+pub mod artifacts;
 pub mod audit;
 pub mod memory;
+mod memory_artifacts;
 mod memory_audit;
 mod memory_records;
 pub mod records;
 pub mod sqlite;
+mod sqlite_artifacts;
 mod sqlite_audit;
 mod sqlite_filter;
 mod sqlite_records;
@@ -29,6 +32,7 @@ use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
+pub use artifacts::{ArtifactRecord, ArtifactStore};
 pub use audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
 pub use memory::MemoryStore;
 pub use records::{
@@ -77,6 +81,22 @@ pub enum StoreError {
     /// An import would replace a record the importer may not change.
     #[error("record `{0}` exists and may not be replaced by this principal")]
     RecordNotReplaceable(String),
+    /// No such artifact.
+    #[error("artifact `{0}` not found")]
+    ArtifactNotFound(String),
+    /// The artifact is sealed and cannot change.
+    #[error("artifact `{0}` is sealed")]
+    ArtifactSealed(String),
+    /// The chunks stored do not add up to the size being sealed.
+    #[error("artifact `{id}` holds {stored} bytes, not {expected}")]
+    ArtifactIncomplete {
+        /// The artifact.
+        id: String,
+        /// Bytes stored.
+        stored: u64,
+        /// Bytes the sealer wrote.
+        expected: u64,
+    },
     /// The audit log grew past the head an append chained onto.
     #[error("the audit log moved on meanwhile; chain onto its new head")]
     AuditMoved,
@@ -278,7 +298,7 @@ pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
 /// The storage every engine node shares: jobs and schedules here, records
 /// in [`RecordStore`].
 #[async_trait]
-pub trait Store: RecordStore + AuditStore + Send + Sync + 'static {
+pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'static {
     /// Stores new jobs and their `job.enqueued` events, all or none. A unique
     /// key held by an active job (or twice in the batch) refuses the batch.
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;

@@ -205,6 +205,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);",
     ),
+    (
+        6,
+        "CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        sealed_at INTEGER
+    );
+    CREATE TABLE artifact_chunks (
+        artifact_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (artifact_id, idx)
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \

@@ -1,6 +1,7 @@
 //! Integration tests of the engine at its public boundary. One binary, one
 //! module per feature.
 
+mod artifacts;
 mod audit;
 mod harness;
 mod permissions;

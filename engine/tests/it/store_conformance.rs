@@ -20,7 +20,7 @@ use objectos_engine::store::{
     AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
     RecordUpdate,
 };
-use objectos_engine::store::{AuditAppend, AuditHead, AuditQuery, AuditRow, Cursors};
+use objectos_engine::store::{ArtifactRecord, AuditAppend, AuditHead, AuditQuery, AuditRow, Cursors};
 use objectos_engine::store::{
     Cancelled, ClaimRequest, Finish, FinishKind, Fire, FireAction, FireOutcome, JobInsert, Lease,
     MemoryStore, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError, sqlite::Durability,
@@ -936,6 +936,39 @@ async fn concurrent_feeders_keep_one_chain(store: Arc<dyn Store>) {
     assert_eq!(feeders[0].catch_up().await.unwrap(), 0, "nothing left");
 }
 
+async fn artifacts_are_chunked_sealed_and_listed(store: Arc<dyn Store>) {
+    let report = ArtifactRecord::new("art_1".into(), "report.csv", "text/csv", "job-1", "ada", t0());
+    store.create_artifact(report).await.unwrap();
+    store.put_artifact_chunk("art_1", 0, b"hello ".to_vec()).await.unwrap();
+    store.put_artifact_chunk("art_1", 1, b"world".to_vec()).await.unwrap();
+    assert!(store.artifacts("", 10).await.unwrap().is_empty(), "an artifact being written is not listed");
+    assert_eq!(
+        store.seal_artifact("art_1", 99, "abc", t0()).await.unwrap_err(),
+        StoreError::ArtifactIncomplete { id: "art_1".into(), stored: 11, expected: 99 }
+    );
+    let sealed = store.seal_artifact("art_1", 11, "abc", t0()).await.unwrap();
+    assert_eq!((sealed.size, sealed.sha256.as_str(), sealed.sealed_at), (11, "abc", Some(t0())));
+    assert_eq!((sealed.job_id.as_str(), sealed.owner.as_str()), ("job-1", "ada"));
+    assert_eq!(store.artifact("art_1").await.unwrap(), Some(sealed.clone()));
+    let sealed_error = StoreError::ArtifactSealed("art_1".into());
+    assert_eq!(store.put_artifact_chunk("art_1", 2, b"!".to_vec()).await.unwrap_err(), sealed_error);
+    assert_eq!(store.seal_artifact("art_1", 11, "abc", t0()).await.unwrap_err(), sealed_error);
+    assert_eq!(store.artifact_chunk("art_1", 1).await.unwrap().unwrap(), b"world");
+    assert_eq!(store.artifact_chunk("art_1", 2).await.unwrap(), None);
+    assert_eq!(
+        store.put_artifact_chunk("art_9", 0, vec![1]).await.unwrap_err(),
+        StoreError::ArtifactNotFound("art_9".into())
+    );
+
+    let empty = ArtifactRecord::new("art_2".into(), "empty.txt", "text/plain", "job-2", "bob", t0());
+    store.create_artifact(empty).await.unwrap();
+    store.seal_artifact("art_2", 0, "e3b0", t0()).await.unwrap();
+    let ids = |list: Vec<ArtifactRecord>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.artifacts("", 10).await.unwrap()), ["art_1", "art_2"]);
+    assert_eq!(ids(store.artifacts("art_1", 10).await.unwrap()), ["art_2"]);
+    assert_eq!(ids(store.artifacts("", 1).await.unwrap()), ["art_1"]);
+}
+
 /// Runs every conformance test against a fresh store from `$make`.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -970,7 +1003,8 @@ macro_rules! conformance {
                 audit_queries_filter_by_their_columns,
                 audit_retention_removes_a_prefix_and_keeps_its_checkpoint,
                 audit_sources_read_each_outbox_after_its_cursor,
-                concurrent_feeders_keep_one_chain);
+                concurrent_feeders_keep_one_chain,
+                artifacts_are_chunked_sealed_and_listed);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {

@@ -1,0 +1,215 @@
+//! `StoredArtifacts`: the artifacts jobs write, kept in the engine's
+//! database. A job's writes are buffered into chunks of [`CHUNK_BYTES`] and
+//! stored as they fill, so memory stays bounded however large the
+//! artifact; `finish` stores the rest and seals the artifact with its size
+//! and sha256. It implements the sandbox's `ArtifactsService` and is the
+//! engine's Rust API for listing and reading artifacts.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::digest::hex;
+use crate::principal::Principal;
+use crate::sandbox::{ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError};
+use crate::store::{ArtifactRecord, Store, StoreError};
+
+/// Bytes per stored chunk.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Artifacts in the engine's store.
+#[derive(Clone)]
+pub struct StoredArtifacts {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+fn host_error(error: StoreError) -> HostError {
+    match error {
+        StoreError::ArtifactNotFound(id) => HostError::NotFound(format!("artifact {id}")),
+        StoreError::ArtifactSealed(_) | StoreError::ArtifactIncomplete { .. } => {
+            HostError::Invalid(error.to_string())
+        }
+        other => HostError::Unavailable(other.to_string()),
+    }
+}
+
+fn info(record: &ArtifactRecord) -> ArtifactInfo {
+    ArtifactInfo {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        content_type: record.content_type.clone(),
+        size: record.size,
+        sha256: record.sha256.clone(),
+    }
+}
+
+fn new_artifact_id() -> String {
+    format!("art_{:011x}{:013x}", chrono::Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
+}
+
+impl StoredArtifacts {
+    /// Artifacts in `store`, timestamped by `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// Sealed artifacts with an id after `after`, by id (ids grow with time).
+    pub async fn list(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
+        self.store.artifacts(after, limit).await
+    }
+
+    /// One artifact's record, sealed or not.
+    pub async fn get(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        self.store.artifact(id).await
+    }
+
+    /// The bytes of a sealed artifact, chunk by chunk.
+    pub async fn reader(&self, id: &str) -> Result<ChunkReader, HostError> {
+        let record = self.store.artifact(id).await.map_err(host_error)?;
+        match record {
+            Some(record) if record.sealed_at.is_some() => Ok(ChunkReader {
+                store: self.store.clone(),
+                id: id.into(),
+                next: 0,
+                buffered: Vec::new(),
+                at: 0,
+            }),
+            Some(_) => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
+            None => Err(HostError::NotFound(format!("artifact {id}"))),
+        }
+    }
+}
+
+/// Writes one artifact in chunks.
+struct ChunkWriter {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    id: String,
+    buffer: Vec<u8>,
+    next: u32,
+    size: u64,
+    digest: Sha256,
+    finished: bool,
+}
+
+impl ChunkWriter {
+    async fn flush(&mut self) -> Result<(), HostError> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.store.put_artifact_chunk(&self.id, self.next, chunk).await.map_err(host_error)?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ArtifactSink for ChunkWriter {
+    async fn write(&mut self, mut bytes: &[u8]) -> Result<(), HostError> {
+        if self.finished {
+            return Err(HostError::Invalid("the artifact is already finished".into()));
+        }
+        self.digest.update(bytes);
+        self.size += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let take = (CHUNK_BYTES - self.buffer.len()).min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buffer.len() == CHUNK_BYTES {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<ArtifactInfo, HostError> {
+        if self.finished {
+            return Err(HostError::Invalid("the artifact is already finished".into()));
+        }
+        self.finished = true;
+        if !self.buffer.is_empty() {
+            self.flush().await?;
+        }
+        let sha256 = hex(&self.digest.clone().finalize());
+        let record = self
+            .store
+            .seal_artifact(&self.id, self.size, &sha256, self.clock.now())
+            .await
+            .map_err(host_error)?;
+        Ok(info(&record))
+    }
+}
+
+/// Reads a sealed artifact chunk by chunk.
+pub struct ChunkReader {
+    store: Arc<dyn Store>,
+    id: String,
+    next: u32,
+    buffered: Vec<u8>,
+    at: usize,
+}
+
+#[async_trait]
+impl ArtifactSource for ChunkReader {
+    async fn read(&mut self, max: usize) -> Result<Vec<u8>, HostError> {
+        if self.at == self.buffered.len() {
+            match self.store.artifact_chunk(&self.id, self.next).await.map_err(host_error)? {
+                Some(chunk) => {
+                    self.buffered = chunk;
+                    self.at = 0;
+                    self.next += 1;
+                }
+                None => return Ok(Vec::new()),
+            }
+        }
+        let end = (self.at + max).min(self.buffered.len());
+        let bytes = self.buffered[self.at..end].to_vec();
+        self.at = end;
+        Ok(bytes)
+    }
+}
+
+#[async_trait]
+impl ArtifactsService for StoredArtifacts {
+    async fn create(
+        &self,
+        principal: &Principal,
+        job_id: &str,
+        name: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn ArtifactSink>, HostError> {
+        let record = ArtifactRecord::new(
+            new_artifact_id(),
+            name,
+            content_type,
+            job_id,
+            &principal.user_id,
+            self.clock.now(),
+        );
+        let id = record.id.clone();
+        self.store.create_artifact(record).await.map_err(host_error)?;
+        Ok(Box::new(ChunkWriter {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            id,
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            next: 0,
+            size: 0,
+            digest: Sha256::new(),
+            finished: false,
+        }))
+    }
+
+    async fn info(&self, _: &Principal, id: &str) -> Result<ArtifactInfo, HostError> {
+        match self.store.artifact(id).await.map_err(host_error)? {
+            Some(record) if record.sealed_at.is_some() => Ok(info(&record)),
+            Some(_) => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
+            None => Err(HostError::NotFound(format!("artifact {id}"))),
+        }
+    }
+
+    async fn open(&self, _: &Principal, id: &str) -> Result<Box<dyn ArtifactSource>, HostError> {
+        Ok(Box::new(self.reader(id).await?))
+    }
+}

@@ -1,0 +1,88 @@
+//! Artifacts in the database: a record per artifact (name, content type,
+//! producing job, owner, size, sha256) and its bytes in numbered chunks,
+//! written while the job streams them and sealed once complete. Only
+//! sealed artifacts are listed; a sealed artifact never changes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// An artifact as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRecord {
+    /// Identifier, `art_…`.
+    pub id: String,
+    /// Name, for example `report.csv`.
+    pub name: String,
+    /// Media type.
+    pub content_type: String,
+    /// The job that produced it.
+    pub job_id: String,
+    /// The user the job ran as.
+    pub owner: String,
+    /// Length in bytes (0 until sealed).
+    pub size: u64,
+    /// Lowercase hex sha256 (empty until sealed).
+    pub sha256: String,
+    /// When it was started.
+    pub created_at: DateTime<Utc>,
+    /// When it was sealed; `None` while being written.
+    pub sealed_at: Option<DateTime<Utc>>,
+}
+
+impl ArtifactRecord {
+    /// A new, unsealed artifact.
+    pub fn new(
+        id: String,
+        name: &str,
+        content_type: &str,
+        job_id: &str,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            content_type: content_type.into(),
+            job_id: job_id.into(),
+            owner: owner.into(),
+            size: 0,
+            sha256: String::new(),
+            created_at: at,
+            sealed_at: None,
+        }
+    }
+}
+
+/// The artifacts' half of the storage trait.
+#[async_trait]
+pub trait ArtifactStore {
+    /// Stores a new, unsealed artifact.
+    async fn create_artifact(&self, artifact: ArtifactRecord) -> Result<(), StoreError>;
+
+    /// Stores chunk `index` (from 0) of an unsealed artifact; refused once
+    /// it is sealed.
+    async fn put_artifact_chunk(&self, id: &str, index: u32, bytes: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Seals an artifact whose chunks total `size` bytes with digest
+    /// `sha256`; refused if the stored chunks do not add up to `size`.
+    async fn seal_artifact(
+        &self,
+        id: &str,
+        size: u64,
+        sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ArtifactRecord, StoreError>;
+
+    /// An artifact, sealed or not.
+    async fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
+
+    /// Sealed artifacts with an id after `after`, by id.
+    async fn artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError>;
+
+    /// Chunk `index` of an artifact, if stored.
+    async fn artifact_chunk(&self, id: &str, index: u32) -> Result<Option<Vec<u8>>, StoreError>;
+}
