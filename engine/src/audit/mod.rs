@@ -61,8 +61,10 @@ pub struct AuditJob {
     /// The attempt concerned (0 before the first).
     pub attempt: u32,
     /// The error, for a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// A short summary of the result, for a completed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_summary: Option<String>,
 }
 
@@ -87,6 +89,7 @@ pub struct AuditEntry {
     /// How it ended.
     pub outcome: AuditOutcome,
     /// The job fields, when it concerns a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<AuditJob>,
     /// Everything else the event carried.
     pub metadata: Value,
