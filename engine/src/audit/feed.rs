@@ -24,6 +24,8 @@ use crate::store::{
 const BATCH: usize = 4096;
 /// The longest result summary kept in an entry, in bytes.
 const SUMMARY_BYTES: usize = 200;
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Appends the outboxes' new events to the audit log.
 #[derive(Clone)]
@@ -109,9 +111,6 @@ impl Auditor {
         }
     }
 }
-
-/// How often retention runs.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// A running feeder.
 pub struct Feeding {
