@@ -66,20 +66,19 @@ impl StoredArtifacts {
         self.store.artifact(id).await
     }
 
-    /// The bytes of a sealed artifact, chunk by chunk.
-    pub async fn reader(&self, id: &str) -> Result<ChunkReader, HostError> {
-        let record = self.store.artifact(id).await.map_err(host_error)?;
-        match record {
-            Some(record) if record.sealed_at.is_some() => Ok(ChunkReader {
-                store: self.store.clone(),
-                id: id.into(),
-                next: 0,
-                buffered: Vec::new(),
-                at: 0,
-            }),
+    /// A sealed artifact's record; one still being written is not readable.
+    async fn sealed(&self, id: &str) -> Result<ArtifactRecord, HostError> {
+        match self.store.artifact(id).await.map_err(host_error)? {
+            Some(record) if record.sealed_at.is_some() => Ok(record),
             Some(_) => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
             None => Err(HostError::NotFound(format!("artifact {id}"))),
         }
+    }
+
+    /// The bytes of a sealed artifact, chunk by chunk.
+    pub async fn reader(&self, id: &str) -> Result<ChunkReader, HostError> {
+        self.sealed(id).await?;
+        Ok(ChunkReader { store: self.store.clone(), id: id.into(), next: 0, buffered: Vec::new(), at: 0 })
     }
 }
 
@@ -202,11 +201,7 @@ impl ArtifactsService for StoredArtifacts {
     }
 
     async fn info(&self, _: &Principal, id: &str) -> Result<ArtifactInfo, HostError> {
-        match self.store.artifact(id).await.map_err(host_error)? {
-            Some(record) if record.sealed_at.is_some() => Ok(info(&record)),
-            Some(_) => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
-            None => Err(HostError::NotFound(format!("artifact {id}"))),
-        }
+        self.sealed(id).await.map(|record| info(&record))
     }
 
     async fn open(&self, _: &Principal, id: &str) -> Result<Box<dyn ArtifactSource>, HostError> {

@@ -57,6 +57,15 @@ impl ArtifactRecord {
     }
 }
 
+/// Refuses a write to an artifact that does not exist or is sealed.
+pub(crate) fn check_unsealed(id: &str, record: Option<&ArtifactRecord>) -> Result<(), StoreError> {
+    match record {
+        None => Err(StoreError::ArtifactNotFound(id.into())),
+        Some(record) if record.sealed_at.is_some() => Err(StoreError::ArtifactSealed(id.into())),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The artifacts' half of the storage trait.
 #[async_trait]
 pub trait ArtifactStore {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore};
+use super::artifacts::{ArtifactRecord, ArtifactStore, check_unsealed};
 use super::memory::MemoryStore;
 
 #[derive(Default)]
@@ -17,11 +17,8 @@ pub(super) struct Artifacts {
 
 impl Artifacts {
     fn unsealed(&mut self, id: &str) -> Result<&mut ArtifactRecord, StoreError> {
-        match self.records.get_mut(id) {
-            None => Err(StoreError::ArtifactNotFound(id.into())),
-            Some(record) if record.sealed_at.is_some() => Err(StoreError::ArtifactSealed(id.into())),
-            Some(record) => Ok(record),
-        }
+        check_unsealed(id, self.records.get(id))?;
+        Ok(self.records.get_mut(id).expect("checked"))
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore};
+use super::artifacts::{ArtifactRecord, ArtifactStore, check_unsealed};
 use super::sqlite::{SqliteStore, backend, millis, time};
 
 const COLUMNS: &str = "id, name, content_type, job_id, owner, size, sha256, created_at, sealed_at";
@@ -33,11 +33,9 @@ fn get(conn: &Connection, id: &str) -> Result<Option<ArtifactRecord>, StoreError
 
 /// The artifact, if it may still be written.
 fn unsealed(conn: &Connection, id: &str) -> Result<ArtifactRecord, StoreError> {
-    match get(conn, id)? {
-        None => Err(StoreError::ArtifactNotFound(id.into())),
-        Some(record) if record.sealed_at.is_some() => Err(StoreError::ArtifactSealed(id.into())),
-        Some(record) => Ok(record),
-    }
+    let record = get(conn, id)?;
+    check_unsealed(id, record.as_ref())?;
+    Ok(record.expect("checked"))
 }
 
 #[async_trait]
