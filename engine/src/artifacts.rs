@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, time_ordered_id};
 use crate::digest::hex;
 use crate::principal::Principal;
 use crate::sandbox::{ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError};
@@ -44,10 +44,6 @@ fn info(record: &ArtifactRecord) -> ArtifactInfo {
         size: record.size,
         sha256: record.sha256.clone(),
     }
-}
-
-fn new_artifact_id() -> String {
-    format!("art_{:011x}{:013x}", chrono::Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
 }
 
 impl StoredArtifacts {
@@ -179,7 +175,7 @@ impl ArtifactsService for StoredArtifacts {
         content_type: &str,
     ) -> Result<Box<dyn ArtifactSink>, HostError> {
         let record = ArtifactRecord::new(
-            new_artifact_id(),
+            time_ordered_id("art"),
             name,
             content_type,
             job_id,

@@ -9,6 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+/// A new identifier `<prefix>_<hex>` that sorts by creation time: the
+/// milliseconds since the epoch, then 52 random bits.
+pub fn time_ordered_id(prefix: &str) -> String {
+    format!("{prefix}_{:011x}{:013x}", Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
+}
+
 /// A source of the current time that can also wait for a moment.
 #[async_trait]
 pub trait Clock: Send + Sync + 'static {

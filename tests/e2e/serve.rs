@@ -7,14 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use objectos_engine::audit::AuditEntry;
+use objectos_engine::audit::{AuditEntry, log};
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::{EventType, JobQuery, JobStatus, NewJob};
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
-use objectos_engine::store::{AuditQuery, SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::{AuditQuery, SqliteStore, Store, StoreError, sqlite::Durability};
 use serde_json::json;
 
 use crate::support::{objectos, write_admin_permissions, write_file};
@@ -150,13 +150,12 @@ async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
     assert_eq!(verdict["valid"], true, "{verdict}");
     let events = store.events(0, 100_000).await.unwrap();
     let mut audited = Vec::new();
-    loop {
-        let page = store.audit_entries(AuditQuery::page(audited.len() as u64, 10_000)).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        audited.extend(page.into_iter().map(|e| serde_json::from_slice::<AuditEntry>(&e.bytes).unwrap()));
-    }
+    log::scan(&*store, AuditQuery::default(), |stored| {
+        audited.push(serde_json::from_slice::<AuditEntry>(&stored.bytes).unwrap());
+        Ok::<_, StoreError>(())
+    })
+    .await
+    .unwrap();
     let mut from_log: Vec<(String, String, u32)> = audited
         .iter()
         .filter(|e| e.event.starts_with("job."))

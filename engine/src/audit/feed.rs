@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint};
+use super::{AuditActor, AuditEntry, AuditJob, AuditOutcome};
 use crate::jobs::{EventType, JobEvent};
 use crate::principal::Principal;
 use crate::schedule::{ScheduleEvent, ScheduleEventType};
@@ -50,7 +50,7 @@ impl Auditor {
                 return Ok(0);
             }
             let (entries, cursors) = entries(sources, head.cursors, &self.node_id);
-            let head = Checkpoint { seq: head.seq, hash: head.hash };
+            let head = head.end();
             let rows = AuditRow::chain(&head, entries);
             let count = rows.len();
             let append = AuditAppend { head, rows, cursors };

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::{Checkpoint, Verification, Verifier};
+use super::{Checkpoint, StoredEntry, Verification, Verifier};
 use crate::store::{AuditQuery, Store, StoreError};
 
 /// Entries read per page.
@@ -24,8 +24,7 @@ pub enum LogError {
 
 /// The log's end as a checkpoint to keep elsewhere.
 pub async fn checkpoint(store: &dyn Store) -> Result<Checkpoint, StoreError> {
-    let head = store.audit_head().await?;
-    Ok(Checkpoint { seq: head.seq, hash: head.hash })
+    Ok(store.audit_head().await?.end())
 }
 
 /// Recomputes the whole chain from the stored bytes, page by page: from the
@@ -51,28 +50,41 @@ pub async fn verify(store: &dyn Store, expect: &[Checkpoint]) -> Result<Verifica
         };
         current = next?;
     }
-    Ok(verifier.finish(Some(&Checkpoint { seq: head.seq, hash: head.hash })))
+    Ok(verifier.finish(Some(&head.end())))
 }
 
 /// Writes the entries `query` selects (its `limit` is the page size; 0
 /// means [`PAGE`]) as JSON Lines, one `{"seq", "hash", "entry"}` object
 /// each, the entry exactly as stored so the lines can be verified again.
 /// Returns how many were written.
-pub async fn export(store: &dyn Store, mut query: AuditQuery, out: &mut impl Write) -> Result<u64, LogError> {
+pub async fn export(store: &dyn Store, query: AuditQuery, out: &mut impl Write) -> Result<u64, LogError> {
+    scan(store, query, |stored| {
+        write!(out, "{{\"seq\":{},\"hash\":\"{}\",\"entry\":", stored.seq, stored.hash)?;
+        out.write_all(&stored.bytes)?;
+        out.write_all(b"}\n").map_err(LogError::from)
+    })
+    .await
+}
+
+/// Calls `f` on every entry `query` selects, in order, reading them a page
+/// (its `limit`; 0 means [`PAGE`]) at a time. Returns how many there were.
+pub async fn scan<E: From<StoreError>>(
+    store: &dyn Store,
+    mut query: AuditQuery,
+    mut f: impl FnMut(&StoredEntry) -> Result<(), E>,
+) -> Result<u64, E> {
     if query.limit == 0 {
         query.limit = PAGE;
     }
-    let mut written = 0;
+    let mut count = 0;
     loop {
         let page = store.audit_entries(query.clone()).await?;
-        let Some(last) = page.last() else { return Ok(written) };
+        let Some(last) = page.last() else { return Ok(count) };
         query.after = last.seq;
         for stored in &page {
-            write!(out, "{{\"seq\":{},\"hash\":\"{}\",\"entry\":", stored.seq, stored.hash)?;
-            out.write_all(&stored.bytes)?;
-            out.write_all(b"}\n")?;
+            f(stored)?;
         }
-        written += page.len() as u64;
+        count += page.len() as u64;
     }
 }
 

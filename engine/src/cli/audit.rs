@@ -163,22 +163,16 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
             }
             Action::Export { filter, out } => {
                 let query = filter.query(log::PAGE);
-                let written = match &out {
-                    Some(path) => {
-                        let file = std::fs::File::create(path)
-                            .with_context(|| format!("creating {}", path.display()))?;
-                        let mut writer = std::io::BufWriter::new(file);
-                        let written = log::export(&**store, query, &mut writer).await?;
-                        writer.flush()?;
-                        written
-                    }
-                    None => {
-                        let mut writer = std::io::BufWriter::new(std::io::stdout().lock());
-                        let written = log::export(&**store, query, &mut writer).await?;
-                        writer.flush()?;
-                        written
-                    }
+                let destination: Box<dyn std::io::Write> = match &out {
+                    Some(path) => Box::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    ),
+                    None => Box::new(std::io::stdout().lock()),
                 };
+                let mut writer = std::io::BufWriter::new(destination);
+                let written = log::export(&**store, query, &mut writer).await?;
+                writer.flush()?;
                 if let Some(path) = out {
                     eprintln!("exported {written} entries to {}", path.display());
                 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use objectos_engine::audit::{AuditEntry, AuditOutcome, Verification};
+use objectos_engine::audit::{AuditEntry, AuditOutcome, Verification, log};
 use objectos_engine::config::EngineConfig;
 use objectos_engine::examples;
 use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
@@ -207,19 +207,15 @@ async fn audit_step(node: &Node) -> anyhow::Result<()> {
     let store = node.queue.store();
     let mut by_event = std::collections::BTreeMap::<String, u64>::new();
     let mut denial = None;
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(AuditQuery::page(after, 1000)).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for stored in &page {
-            let entry: AuditEntry = serde_json::from_slice(&stored.bytes)?;
-            *by_event.entry(entry.event.clone()).or_default() += 1;
-            if entry.outcome == AuditOutcome::Denied && denial.is_none() {
-                denial = Some(entry);
-            }
+    log::scan(&**store, AuditQuery::default(), |stored| {
+        let entry: AuditEntry = serde_json::from_slice(&stored.bytes)?;
+        *by_event.entry(entry.event.clone()).or_default() += 1;
+        if entry.outcome == AuditOutcome::Denied && denial.is_none() {
+            denial = Some(entry);
         }
-    }
+        anyhow::Ok(())
+    })
+    .await?;
     let counts: Vec<String> = by_event.iter().map(|(event, n)| format!("{n} {event}")).collect();
     println!("\n8. The audit log: {} entries — {}.", by_event.values().sum::<u64>(), counts.join(", "));
     if let Some(entry) = denial {
@@ -233,7 +229,7 @@ async fn audit_step(node: &Node) -> anyhow::Result<()> {
             entry.metadata["reason"].as_str().unwrap_or("")
         );
     }
-    match objectos_engine::audit::log::verify(&**store, &[]).await? {
+    match log::verify(&**store, &[]).await? {
         Verification::Valid { count, head } => println!(
             "   verify: the chain holds — {count} entries recomputed from their stored bytes, head #{} {}…",
             head.as_ref().map_or(0, |h| h.seq),

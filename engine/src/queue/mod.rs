@@ -19,7 +19,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, time_ordered_id};
 use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobStatus, NewJob, StatusCounts};
 use crate::principal::Principal;
 use crate::registry::{Registry, RegistryError};
@@ -251,10 +251,6 @@ struct Running {
     released: bool,
 }
 
-fn new_job_id() -> String {
-    format!("job_{:011x}{:013x}", Utc::now().timestamp_millis(), fastrand::u64(..) >> 12)
-}
-
 impl Queue {
     /// A queue over `parts`. Call [`Queue::start`] to run jobs.
     pub fn new(parts: QueueParts) -> Self {
@@ -447,7 +443,7 @@ impl Queue {
         }
         let run_at = new.run_at.unwrap_or(now).max(now);
         Ok(Job {
-            id: new_job_id(),
+            id: time_ordered_id("job"),
             name: new.name,
             handler_sha256: sha256,
             data: new.data,

@@ -49,6 +49,13 @@ pub struct AuditHead {
     pub pruned: Option<Checkpoint>,
 }
 
+impl AuditHead {
+    /// The last entry as a checkpoint (the genesis when empty).
+    pub fn end(&self) -> Checkpoint {
+        Checkpoint { seq: self.seq, hash: self.hash.clone() }
+    }
+}
+
 impl Default for AuditHead {
     fn default() -> Self {
         Self { seq: 0, hash: GENESIS.into(), cursors: Cursors::default(), pruned: None }

@@ -40,12 +40,12 @@ pub(super) struct State {
     leases: HashMap<String, Held>,
     next_token: u64,
     unique: HashMap<String, String>,
-    events: Vec<JobEvent>,
+    pub(super) events: Vec<JobEvent>,
     logs: HashMap<String, Vec<AttemptLog>>,
     handlers: BTreeMap<String, HandlerRecord>,
     versions: HashMap<String, Arc<Vec<u8>>>,
     schedules: BTreeMap<String, Schedule>,
-    schedule_events: Vec<ScheduleEvent>,
+    pub(super) schedule_events: Vec<ScheduleEvent>,
     /// Fire keys taken, with the job each enqueued.
     fire_keys: HashMap<String, String>,
     pub(super) records: super::memory_records::Records,
@@ -70,17 +70,14 @@ impl MemoryStore {
     }
 }
 
+/// Up to `limit` events of an outbox after sequence number `after` (event
+/// `n` is at index `n - 1`).
+pub(super) fn events_after<T>(events: &[T], after: u64, limit: usize) -> &[T] {
+    let start = (after as usize).min(events.len());
+    &events[start..(start + limit).min(events.len())]
+}
+
 impl State {
-    pub(super) fn events_after(&self, after: u64, limit: usize) -> &[JobEvent] {
-        let start = (after as usize).min(self.events.len());
-        &self.events[start..(start + limit).min(self.events.len())]
-    }
-
-    pub(super) fn schedule_events_after(&self, after: u64, limit: usize) -> &[ScheduleEvent] {
-        let start = (after as usize).min(self.schedule_events.len());
-        &self.schedule_events[start..(start + limit).min(self.schedule_events.len())]
-    }
-
     /// What the audit log records of a job, while the job is kept.
     pub(super) fn job_facts(&self, id: &str) -> Option<super::audit::JobFacts> {
         let job = self.seq_of.get(id).and_then(|seq| self.jobs.get(seq))?;
@@ -481,7 +478,7 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
-        Ok(self.lock().events_after(after, limit).to_vec())
+        Ok(events_after(&self.lock().events, after, limit).to_vec())
     }
 
     async fn put_handler(
@@ -569,6 +566,6 @@ impl Store for MemoryStore {
     }
 
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
-        Ok(self.lock().schedule_events_after(after, limit).to_vec())
+        Ok(events_after(&self.lock().schedule_events, after, limit).to_vec())
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
-use super::memory::MemoryStore;
+use super::memory::{MemoryStore, events_after};
 use crate::audit::{Checkpoint, StoredEntry};
 
 #[derive(Default)]
@@ -25,18 +25,13 @@ impl AuditStore for MemoryStore {
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
         let state = self.lock();
         Ok(AuditSources {
-            jobs: state
-                .events_after(cursors.jobs, limit)
+            jobs: events_after(&state.events, cursors.jobs, limit)
                 .iter()
                 .map(|event| (event.clone(), state.job_facts(&event.job_id)))
                 .collect(),
-            schedules: state.schedule_events_after(cursors.schedules, limit).to_vec(),
-            access: state
-                .records
-                .events
+            schedules: events_after(&state.schedule_events, cursors.schedules, limit).to_vec(),
+            access: events_after(&state.records.events, cursors.access, limit)
                 .iter()
-                .skip(cursors.access as usize)
-                .take(limit)
                 .map(|event| (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id))))
                 .collect(),
         })

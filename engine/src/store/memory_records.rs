@@ -221,7 +221,6 @@ impl RecordStore for MemoryStore {
     }
 
     async fn access_events(&self, after: u64, limit: usize) -> Result<Vec<AccessEvent>, StoreError> {
-        let state = self.lock();
-        Ok(state.records.events.iter().skip(after as usize).take(limit).cloned().collect())
+        Ok(super::memory::events_after(&self.lock().records.events, after, limit).to_vec())
     }
 }

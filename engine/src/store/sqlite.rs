@@ -1224,18 +1224,21 @@ impl Store for SqliteStore {
     }
 
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT seq, at, type, schedule_id, actor, data FROM schedule_events
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![after as i64, limit as i64], schedule_event_from_row)?.collect()
-            })
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| schedule_events_after(conn, after, limit)).await
     }
+}
+
+/// Up to `limit` schedule events after sequence number `after`.
+pub(super) fn schedule_events_after(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<ScheduleEvent>, StoreError> {
+    conn.prepare_cached(
+        "SELECT seq, at, type, schedule_id, actor, data FROM schedule_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )
+    .and_then(|mut stmt| stmt.query_map(params![after as i64, limit as i64], schedule_event_from_row)?.collect())
+    .map_err(backend)
 }
 
 const SCHEDULE_COLUMNS: &str =

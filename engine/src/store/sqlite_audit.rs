@@ -9,7 +9,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use super::StoreError;
 use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, JobFacts};
 use super::records::timestamp;
-use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_event_from_row};
+use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_events_after};
 use super::sqlite_records::event_from_row as access_event_from_row;
 use crate::audit::{Checkpoint, StoredEntry};
 
@@ -39,6 +39,24 @@ fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
 /// The job columns [`facts`] reads, from a join on `jobs j`.
 const FACTS: &str = "j.name, j.attempts, j.run_as, j.result";
 
+/// The rows of an outbox read `sql` (`?1` the cursor, `?2` the limit), each
+/// event read by `event` with its job's [`FACTS`] from column `facts_at`.
+fn with_facts<T>(
+    conn: &Connection,
+    sql: &str,
+    (after, limit): (u64, usize),
+    event: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    facts_at: usize,
+) -> Result<Vec<(T, Option<JobFacts>)>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![after as i64, limit as i64], |r| Ok((event(r)?, facts(r, facts_at)?)))?
+                .collect()
+        })
+        .map_err(backend)
+}
+
+/// The job's [`FACTS`] from column `at` on (`None` if the job is gone).
 fn facts(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<JobFacts>> {
     let Some(name) = row.get::<_, Option<String>>(at)? else { return Ok(None) };
     let result: Option<String> = row.get(at + 3)?;
@@ -66,43 +84,29 @@ impl AuditStore for SqliteStore {
 
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
         self.read(move |conn| {
-            let limit = limit as i64;
-            let jobs = conn
-                .prepare_cached(&format!(
+            let jobs = with_facts(
+                conn,
+                &format!(
                     "SELECT e.seq, e.at, e.type, e.job_id, e.job_name, e.attempt, e.from_status, e.to_status,
-                         e.data, {FACTS} FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
-                         WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
-                ))
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![cursors.jobs as i64, limit], |r| {
-                        Ok((event_from_row(r)?, facts(r, 9)?))
-                    })?
-                    .collect()
-                })
-                .map_err(backend)?;
-            let schedules = conn
-                .prepare_cached(
-                    "SELECT seq, at, type, schedule_id, actor, data FROM schedule_events
-                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![cursors.schedules as i64, limit], schedule_event_from_row)?
-                        .collect()
-                })
-                .map_err(backend)?;
-            let access = conn
-                .prepare_cached(&format!(
+                     e.data, {FACTS} FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
+                     WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ),
+                (cursors.jobs, limit),
+                event_from_row,
+                9,
+            )?;
+            let schedules = schedule_events_after(conn, cursors.schedules, limit)?;
+            let access = with_facts(
+                conn,
+                &format!(
                     "SELECT a.seq, a.at, a.type, a.actor, a.job_id, a.resource, a.data, {FACTS}
-                         FROM access_events a LEFT JOIN jobs j ON j.id = a.job_id
-                         WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2"
-                ))
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![cursors.access as i64, limit], |r| {
-                        Ok((access_event_from_row(r)?, facts(r, 7)?))
-                    })?
-                    .collect()
-                })
-                .map_err(backend)?;
+                     FROM access_events a LEFT JOIN jobs j ON j.id = a.job_id
+                     WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2"
+                ),
+                (cursors.access, limit),
+                access_event_from_row,
+                7,
+            )?;
             Ok(AuditSources { jobs, schedules, access })
         })
         .await

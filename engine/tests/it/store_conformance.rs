@@ -813,7 +813,7 @@ fn audit_entry(n: u32, event: &str, user: &str, job: Option<&str>) -> AuditEntry
 
 /// Chains `entries` onto `head` as an append reaching `cursors`.
 fn append_of(head: &AuditHead, entries: Vec<AuditEntry>, cursors: Cursors) -> AuditAppend {
-    let head = Checkpoint { seq: head.seq, hash: head.hash.clone() };
+    let head = head.end();
     AuditAppend { rows: AuditRow::chain(&head, entries), head, cursors }
 }
 
