@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
-use crate::queue::{QueueConfig, Retention};
+use crate::queue::{HandlerDefaults, QueueConfig, Retention};
 use crate::sandbox::Limits;
 use crate::schedule::SchedulerConfig;
 use crate::store::sqlite::Durability;
@@ -165,6 +165,11 @@ pub struct JobDefaults {
     pub memory: u64,
     /// Largest input accepted, in bytes. Default 1 MiB.
     pub max_input_bytes: usize,
+    /// Defaults per handler (`maxRetries`, `timeout`, `fuel`, `memory`),
+    /// between a job's own options and the ones above. The built-ins have
+    /// their own ([`crate::builtins`]); what is set here overrides them
+    /// option by option.
+    pub handlers: HashMap<String, HandlerDefaults>,
 }
 
 /// Retention per final status; `null` keeps for ever.
@@ -243,6 +248,7 @@ impl Default for JobDefaults {
             fuel: queue.limits.fuel,
             memory: queue.limits.memory,
             max_input_bytes: queue.max_input_bytes,
+            handlers: HashMap::new(),
         }
     }
 }
@@ -377,6 +383,7 @@ impl EngineConfig {
             concurrency: self.workers.concurrency,
             handler_concurrency: self.workers.handler_concurrency.clone(),
             max_retries: self.jobs.max_retries,
+            handler_defaults: self.handler_defaults(),
             limits: Limits {
                 timeout: self.jobs.timeout,
                 fuel: self.jobs.fuel,
@@ -395,6 +402,16 @@ impl EngineConfig {
             },
             ..defaults
         }
+    }
+
+    /// The built-ins' defaults, overridden option by option by `jobs.handlers`.
+    fn handler_defaults(&self) -> HashMap<String, HandlerDefaults> {
+        let mut merged = crate::builtins::defaults();
+        for (name, over) in &self.jobs.handlers {
+            let entry = merged.entry(name.clone()).or_default();
+            *entry = entry.overridden_by(*over);
+        }
+        merged
     }
 
     /// The scheduler's settings.
@@ -447,7 +464,9 @@ fn span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error
     }
 }
 
-fn optional_span<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn optional_span<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     Option::<SpanText>::deserialize(deserializer)?
         .map(|span| match span {
             SpanText::Millis(ms) => Ok(Duration::from_millis(ms)),

@@ -29,6 +29,8 @@
 //! - [`queue::Queue`]: enqueue, cancel and inspect jobs; its workers claim
 //!   ready jobs from a [`store::Store`] and run them in the sandbox.
 //! - [`jobs::lifecycle`]: every status change and the event it emits.
+//! - [`builtins`]: the built-in handlers, `data-cleanup` and
+//!   `report-generation`, embedded as components.
 //! - [`registry::Registry`]: handlers by name, versions by sha256, compiled
 //!   code cached on disk.
 //! - [`node::Node`]: one engine process on the embedded database, built
@@ -36,6 +38,7 @@
 
 pub mod artifacts;
 pub mod audit;
+pub mod builtins;
 pub mod clock;
 pub mod config;
 pub mod digest;

@@ -16,6 +16,7 @@ use crate::artifacts::StoredArtifacts;
 use crate::audit::feed::{Auditor, Feeding};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
+use crate::digest::sha256_hex;
 use crate::permissions::PermissionsDir;
 use crate::queue::{Queue, QueueParts};
 use crate::records::RecordsEngine;
@@ -68,8 +69,8 @@ pub struct Node {
     _lock: Option<File>,
 }
 
-/// The handlers every data directory has until the built-in jobs land: the
-/// guest SDK's examples, compiled into this binary.
+/// The guest SDK's examples, compiled into this binary, which every data
+/// directory starts with.
 const EXAMPLE_HANDLERS: [(&str, &[u8]); 4] = [
     ("template", crate::examples::TEMPLATE),
     ("tasks", crate::examples::TASKS),
@@ -156,9 +157,21 @@ impl Node {
         self.auditor.clone().start(self.config.audit.interval, self.config.audit.retention)
     }
 
-    /// Registers the example handlers this data directory does not have yet.
-    pub async fn install_examples(&self) -> Result<(), RegistryError> {
+    /// Registers this binary's built-in handlers where the stored version
+    /// differs (so an upgrade brings its built-ins), and the example
+    /// handlers this data directory does not have yet.
+    pub async fn install_handlers(&self) -> Result<(), RegistryError> {
         let registry = self.queue.registry();
+        for builtin in crate::builtins::ALL {
+            let current = match registry.get(builtin.name).await {
+                Ok(record) => Some(record.sha256),
+                Err(RegistryError::Unknown(_)) => None,
+                Err(error) => return Err(error),
+            };
+            if current.as_deref() != Some(sha256_hex(builtin.wasm).as_str()) {
+                registry.register(builtin.name, builtin.wasm.to_vec()).await?;
+            }
+        }
         for (name, wasm) in EXAMPLE_HANDLERS {
             if matches!(registry.get(name).await, Err(RegistryError::Unknown(_))) {
                 registry.register(name, wasm.to_vec()).await?;

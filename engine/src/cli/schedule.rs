@@ -151,7 +151,7 @@ pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = Node::open_beside(config)?;
-        node.install_examples().await?;
+        node.install_handlers().await?;
         let scheduler = &node.scheduler;
         let me = operator();
         let changed = match args.action {

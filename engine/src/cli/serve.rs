@@ -92,7 +92,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "objectos is serving; stop with Ctrl-C or SIGTERM, reload permissions with SIGHUP"
         );
         let audit = node.start_audit();
-        node.install_examples().await?;
+        node.install_handlers().await?;
         let workers = node.queue.start();
         let scheduler = node.scheduler.start().await?;
         let watcher = node.permissions.watch(PERMISSIONS_POLL);

@@ -126,6 +126,9 @@ pub struct QueueConfig {
     pub handler_concurrency: HashMap<String, usize>,
     /// Retries when a job does not say. Default 3.
     pub max_retries: u32,
+    /// Per-handler defaults, between a job's own options and the ones
+    /// below. Default: the built-ins' ([`crate::builtins`]).
+    pub handler_defaults: HashMap<String, HandlerDefaults>,
     /// Backoff when a job does not say.
     pub backoff: Backoff,
     /// Timeout, fuel and memory when a job does not say, and the log,
@@ -180,6 +183,7 @@ impl Default for QueueConfig {
             concurrency: 16,
             handler_concurrency: HashMap::new(),
             max_retries: 3,
+            handler_defaults: crate::builtins::defaults(),
             backoff: Backoff::default(),
             limits: Limits::default(),
             max_input_bytes: 1 << 20,
@@ -189,6 +193,34 @@ impl Default for QueueConfig {
             poll_interval: Duration::from_secs(1),
             maintenance_interval: Duration::from_secs(10),
             retention: Retention::default(),
+        }
+    }
+}
+
+/// A handler's defaults for the options a job leaves out; what is unset
+/// here falls to the queue's own defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HandlerDefaults {
+    /// Retries after the first attempt.
+    pub max_retries: Option<u32>,
+    /// Wall-clock timeout per attempt.
+    #[serde(deserialize_with = "crate::config::optional_span")]
+    pub timeout: Option<Duration>,
+    /// Fuel budget per attempt.
+    pub fuel: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+}
+
+impl HandlerDefaults {
+    /// These defaults with every option `over` sets taking its place.
+    pub fn overridden_by(self, over: HandlerDefaults) -> Self {
+        Self {
+            max_retries: over.max_retries.or(self.max_retries),
+            timeout: over.timeout.or(self.timeout),
+            fuel: over.fuel.or(self.fuel),
+            memory: over.memory.or(self.memory),
         }
     }
 }
@@ -398,6 +430,7 @@ impl Queue {
         now: DateTime<Utc>,
     ) -> Result<Job, QueueError> {
         let config = &self.inner.config;
+        let defaults = config.handler_defaults.get(&new.name).copied().unwrap_or_default();
         let invalid = |field, message: String| QueueError::Invalid { index, field, message };
         let input_size = serde_json::to_vec(&new.data).map_or(0, |v| v.len());
         if input_size > config.max_input_bytes {
@@ -406,18 +439,21 @@ impl Queue {
                 format!("is {input_size} bytes, more than the cap of {}", config.max_input_bytes),
             ));
         }
-        let timeout = new.timeout.unwrap_or(config.limits.timeout.as_millis() as u64);
+        let timeout = new
+            .timeout
+            .or(defaults.timeout.map(|t| t.as_millis() as u64))
+            .unwrap_or(config.limits.timeout.as_millis() as u64);
         if timeout == 0 || timeout > config.max_timeout.as_millis() as u64 {
             return Err(invalid(
                 "timeout",
                 format!("must be between 1 and {} ms, got {timeout}", config.max_timeout.as_millis()),
             ));
         }
-        let fuel = new.fuel.unwrap_or(config.limits.fuel);
+        let fuel = new.fuel.or(defaults.fuel).unwrap_or(config.limits.fuel);
         if fuel == 0 {
             return Err(invalid("fuel", "must be positive".into()));
         }
-        let memory = new.memory.unwrap_or(config.limits.memory);
+        let memory = new.memory.or(defaults.memory).unwrap_or(config.limits.memory);
         if memory < (1 << 20) {
             return Err(invalid("memory", format!("must be at least 1 MiB (1048576 bytes), got {memory}")));
         }
@@ -450,7 +486,7 @@ impl Queue {
             priority: new.priority,
             status: if run_at > now { JobStatus::Scheduled } else { JobStatus::Pending },
             attempts: 0,
-            max_retries: new.max_retries.unwrap_or(config.max_retries),
+            max_retries: new.max_retries.or(defaults.max_retries).unwrap_or(config.max_retries),
             backoff,
             timeout,
             fuel,

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod audit;
+mod builtins;
 mod harness;
 mod permissions;
 mod permissions_properties;
