@@ -76,6 +76,20 @@ impl StoredArtifacts {
         self.sealed(id).await?;
         Ok(ChunkReader { store: self.store.clone(), id: id.into(), next: 0, buffered: Vec::new(), at: 0 })
     }
+
+    /// The whole of a sealed artifact, in memory: for small ones; stream
+    /// large ones with [`reader`](Self::reader).
+    pub async fn read_to_end(&self, id: &str) -> Result<Vec<u8>, HostError> {
+        let mut reader = self.reader(id).await?;
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = reader.read(CHUNK_BYTES).await?;
+            if chunk.is_empty() {
+                return Ok(bytes);
+            }
+            bytes.extend(chunk);
+        }
+    }
 }
 
 /// Writes one artifact in chunks.

@@ -148,8 +148,9 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     }
 
     records_under_permission(&node).await?;
+    built_in_jobs(&node).await?;
 
-    println!("\n6. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
+    println!("\n7. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
     let scheduler = node.scheduler.start().await?;
     let spec = ScheduleSpec::new("*/2 * * * * *", "template", json!({"name": "Cron", "times": 1}));
     let schedule = node.scheduler.add(&ops, Some("every-two-seconds".into()), spec).await?;
@@ -183,7 +184,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     let (counts, stats) = queue.stats().await?;
     let by_status: Vec<String> = counts.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
-        "\n7. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
+        "\n8. Stats: {} in {:.1} s; {} attempts, run time p50 {:.1} ms, p95 {:.1} ms.",
         by_status.join(", "),
         elapsed.as_secs_f64(),
         stats.attempts,
@@ -201,7 +202,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Step 8: what the audit log holds, one denial as recorded, and the
+/// Step 9: what the audit log holds, one denial as recorded, and the
 /// chain verified from its stored bytes.
 async fn audit_step(node: &Node) -> anyhow::Result<()> {
     let store = node.queue.store();
@@ -217,7 +218,7 @@ async fn audit_step(node: &Node) -> anyhow::Result<()> {
     })
     .await?;
     let counts: Vec<String> = by_event.iter().map(|(event, n)| format!("{n} {event}")).collect();
-    println!("\n8. The audit log: {} entries — {}.", by_event.values().sum::<u64>(), counts.join(", "));
+    println!("\n9. The audit log: {} entries — {}.", by_event.values().sum::<u64>(), counts.join(", "));
     if let Some(entry) = denial {
         println!(
             "   #{} {} {} by {} on {}: {}",
@@ -254,12 +255,19 @@ fieldPermissions:
   amount: { visibleTo: [admin] }
 "#;
 
-const DEMO_SYSTEM: &str =
-    "name: operators\nsystem:\n  profiles:\n    admin: [records.import, jobs.impersonate]\n";
+const DEMO_TICKETS: &str = r#"name: ticket-permissions
+objectName: tickets
+profiles:
+  admin: { allowRead: true, allowCreate: true, allowEdit: true, allowDelete: true }
+"#;
+
+const DEMO_SYSTEM: &str = "name: operators\nsystem:\n  profiles:\n    \
+                           admin: [records.import, jobs.impersonate, artifacts.write, artifacts.read]\n";
 
 fn write_demo_permissions(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("contacts.yaml"), DEMO_PERMISSIONS)?;
+    std::fs::write(dir.join("tickets.yaml"), DEMO_TICKETS)?;
     std::fs::write(dir.join("operators.yaml"), DEMO_SYSTEM)
 }
 
@@ -308,6 +316,81 @@ async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
         .filter(|e| e.event == AccessEventType::PermissionDenied)
         .count();
     println!("   {denials} denials recorded as access events for the audit log");
+    Ok(())
+}
+
+/// Step 6: the built-in jobs on a year of sample support tickets — a
+/// cleanup dry run and a real one, then a grouped report and a workbook.
+async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
+    const TICKETS: i64 = 1200;
+    println!("\n6. Built-in jobs on {TICKETS} sample tickets created over the past year:");
+    node.install_handlers().await?;
+    let now = chrono::Utc::now();
+    let tickets: Vec<serde_json::Value> = (0..TICKETS)
+        .map(|i| {
+            // Whole hours plus half of one, so no ticket sits at the cutoff.
+            let created = now - chrono::Duration::minutes((i * 7919) % (365 * 24) * 60 + 30);
+            let status = ["open", "pending", "closed"][(i % 3) as usize];
+            let team = ["billing", "support", "sales"][(i % 7 % 3) as usize];
+            json!({
+                "id": format!("t{i:05}"),
+                "created_at": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "status": status,
+                "team": team,
+                "minutes": 5 + (i * 37) % 180,
+            })
+        })
+        .collect();
+    let ops = Actor::user(Principal::new("ops", &["admin"]));
+    for batch in tickets.chunks(1000) {
+        node.records.import(&ops, "tickets", batch.to_vec(), OnConflict::Fail).await?;
+    }
+    let run = |data: serde_json::Value, handler: &'static str| async move {
+        let job = node.queue.enqueue(&Principal::new("ops", &["admin"]), NewJob::new(handler, data)).await?;
+        let job = tokio::time::timeout(Duration::from_secs(60), node.queue.wait_final(&job.id)).await??;
+        anyhow::ensure!(job.status == JobStatus::Completed, "{handler}: {}", job.error.unwrap_or_default());
+        anyhow::Ok(job.result.unwrap_or_default())
+    };
+
+    let cleanup = json!({"objects": ["tickets"], "retentionDays": 180, "dryRun": true});
+    let dry = run(cleanup.clone(), "data-cleanup").await?;
+    println!(
+        "   data-cleanup, dry run, retentionDays 180 → {} older than {}, would delete {}",
+        dry["objects"]["tickets"]["matched"], dry["cutoff"], dry["objects"]["tickets"]["wouldDelete"]
+    );
+    let done = run(json!({"objects": ["tickets"], "retentionDays": 180}), "data-cleanup").await?;
+    let left = node.records.count(&ops, "tickets", json!({})).await?;
+    println!(
+        "   data-cleanup → deleted {} (skipped {}); {left} tickets left; the deletions are audited with the job id",
+        done["objects"]["tickets"]["deleted"], done["objects"]["tickets"]["skipped"]
+    );
+
+    let grouped = json!({
+        "object": "tickets", "groupBy": "team", "format": "markdown", "title": "Open work by team",
+        "filter": {"status": {"$ne": "closed"}},
+        "aggregates": [{"op": "count"}, {"field": "minutes", "op": "sum"}, {"field": "minutes", "op": "avg"}],
+    });
+    let report = run(grouped, "report-generation").await?;
+    println!(
+        "   report-generation, markdown grouped by team → artifact {} ({} rows, {} bytes), first lines:",
+        report["name"].as_str().unwrap_or(""),
+        report["rows"],
+        report["bytes"]
+    );
+    let bytes = node.artifacts.read_to_end(report["artifactId"].as_str().unwrap_or("")).await?;
+    for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.is_empty()).take(5) {
+        println!("     {line}");
+    }
+    let sheet = json!({"object": "tickets", "fields": ["id", "status", "team", "minutes"],
+                       "sort": [{"field": "minutes", "order": "desc"}], "format": "xlsx"});
+    let report = run(sheet, "report-generation").await?;
+    println!(
+        "   report-generation, xlsx → {} ({} rows, {} bytes, sha256 {}…)",
+        report["name"].as_str().unwrap_or(""),
+        report["rows"],
+        report["bytes"],
+        &report["sha256"].as_str().unwrap_or("")[..12]
+    );
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use objectos_engine::jobs::{Job, JobStatus, NewJob};
 use objectos_engine::node::Node;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::Workers;
-use objectos_engine::sandbox::{ArtifactSource, OnConflict, Query, RecordsService};
+use objectos_engine::sandbox::{OnConflict, Query, RecordsService};
 use objectos_engine::store::{Actor, AuditQuery};
 use serde_json::{Value, json};
 
@@ -91,15 +91,7 @@ impl World {
     }
 
     async fn artifact(&self, id: &str) -> Vec<u8> {
-        let mut reader = self.node.artifacts.reader(id).await.unwrap();
-        let mut bytes = Vec::new();
-        loop {
-            let chunk = reader.read(1 << 20).await.unwrap();
-            if chunk.is_empty() {
-                return bytes;
-            }
-            bytes.extend(chunk);
-        }
+        self.node.artifacts.read_to_end(id).await.unwrap()
     }
 
     /// Runs a report as `who` and returns its result and its bytes.
