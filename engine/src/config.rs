@@ -501,6 +501,22 @@ mod tests {
     }
 
     #[test]
+    fn handler_defaults_override_the_built_ins_option_by_option() {
+        let config = EngineConfig::from_yaml(
+            "jobs:\n  handlers:\n    report-generation: { timeout: 2h }\n    mine: { memory: 1048576, maxRetries: 0 }\n",
+        )
+        .unwrap();
+        let defaults = config.queue_config().handler_defaults;
+        let report = defaults["report-generation"];
+        assert_eq!(report.timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(report.memory, Some(64 << 20), "the built-in's own memory default stays");
+        assert_eq!((defaults["mine"].memory, defaults["mine"].max_retries), (Some(1 << 20), Some(0)));
+        assert!(defaults.contains_key("data-cleanup"));
+        let typo = EngineConfig::from_yaml("jobs:\n  handlers:\n    mine: { timout: 2h }\n").unwrap_err();
+        assert!(typo.contains("timout") && typo.contains("line 3"), "{typo}");
+    }
+
+    #[test]
     fn mistakes_are_errors_that_say_where() {
         let unknown = EngineConfig::from_yaml("workers:\n  concurency: 4\n").unwrap_err();
         assert!(unknown.contains("concurency") && unknown.contains("line 2"), "{unknown}");

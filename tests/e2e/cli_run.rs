@@ -141,6 +141,33 @@ fn records_file_write_back_and_artifacts_folder() {
     );
 }
 
+/// A built-in runs by its name, so its input can be tried on a records file.
+#[test]
+fn a_built_in_runs_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = repo().join("guest-sdk/examples/contacts.json");
+    let out_dir = dir.path().join("out");
+    let data = r#"{"object":"contacts","fields":["name","status"],"sort":[{"field":"name"}],"format":"csv"}"#;
+    let out = run(&[
+        "report-generation",
+        "--records",
+        records.to_str().unwrap(),
+        "--artifacts",
+        out_dir.to_str().unwrap(),
+        "--data",
+        data,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(out_dir.join("contacts-report.csv")).unwrap();
+    assert!(csv.starts_with("name,status\r\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 5, "a header and the four sample contacts: {csv}");
+
+    let out = run(&["data-cleanup", "--records", records.to_str().unwrap(), "--data", r#"{"objects":[]}"#]);
+    assert_eq!(out.status.code(), Some(11), "bad input is a fatal handler error");
+    let printed = text(&out.stdout) + &text(&out.stderr);
+    assert!(printed.contains("missing field `retentionDays`"), "{printed}");
+}
+
 #[test]
 fn a_crate_directory_is_built_then_run() {
     let out =

@@ -35,10 +35,13 @@ use serde_json::{Value, json};
     objectos run guest-sdk/examples/template --data '{\"name\":\"Ada\"}'\n  \
     objectos run my_handler.wasm --records records.json --grant records --data @input.json\n  \
     objectos run csv_export.wasm --records records.json --artifacts ./out --json\n  \
+    objectos run report-generation --records records.json --artifacts ./out \\\n      \
+    --data '{\"object\":\"contacts\",\"format\":\"markdown\"}'\n  \
     objectos run contacts_summary.wasm --records records.json --permissions ./permissions \\\n      \
     --as '{\"userId\":\"u1\",\"profiles\":[\"sales\"]}'")]
 pub struct RunArgs {
-    /// The handler: a `.wasm` component, or a guest crate directory to build first.
+    /// The handler: a `.wasm` component, a guest crate directory to build
+    /// first, or the name of a built-in (`data-cleanup`, `report-generation`).
     handler: PathBuf,
     /// The job's data as JSON, or `@FILE` to read it from a file.
     #[arg(long, default_value = "{}")]
@@ -122,6 +125,20 @@ fn read_data(data: &str) -> anyhow::Result<String> {
     };
     serde_json::from_str::<Value>(&text).context("--data is not valid JSON")?;
     Ok(text)
+}
+
+/// The handler's name and component: a built-in's by its name (when no
+/// such file exists), else read from `handler` (built first if a crate).
+fn component(handler: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    if !handler.exists()
+        && let Some(builtin) = objectos_engine::builtins::ALL.iter().find(|b| handler.as_os_str() == b.name)
+    {
+        return Ok((builtin.name.to_string(), builtin.wasm.to_vec()));
+    }
+    let path = component_path(handler)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok((name, bytes))
 }
 
 /// The component to run: the file itself, or the crate directory built for
@@ -217,8 +234,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Arc::new(memory_artifacts.clone()),
     };
 
-    let wasm_path = component_path(&args.handler)?;
-    let bytes = std::fs::read(&wasm_path).with_context(|| format!("cannot read {}", wasm_path.display()))?;
+    let (name, bytes) = component(&args.handler)?;
     let sandbox = Sandbox::new(SandboxConfig::new().max_concurrent_jobs(1))?;
 
     let outcome = match sandbox.compile(&bytes) {
@@ -229,7 +245,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             progress: None,
         },
         Ok(handler) => {
-            let name = wasm_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let mut job = JobRun::new("local-1", name, principal, input);
             let defaults = Limits::default();
             job.limits = Limits {

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -293,8 +294,10 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
+    // The busy timeout comes first: switching a new database to WAL takes a
+    // lock that another process opening it at the same moment may hold.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(backend)?;
@@ -330,11 +333,23 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
         }
-        let mut writer_conn = open_connection(&path, durability)?;
-        migrate(&mut writer_conn)?;
-        writer_conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(backend)?;
-        let reader = open_connection(&path, durability)?;
-        let checkpoint_conn = open_connection(&path, durability)?;
+        // Two processes opening one new database at once (a server starting
+        // and a local command beside it) can find it locked in ways SQLite
+        // reports at once instead of waiting out the busy timeout (while the
+        // other switches it to WAL or migrates it): try again for a while.
+        let started = Instant::now();
+        let (writer_conn, reader, checkpoint_conn) = loop {
+            match Self::connect(&path, durability) {
+                Err(StoreError::Backend(message))
+                    if message.contains("database is locked")
+                        && started.elapsed() < Duration::from_secs(10) =>
+                {
+                    tracing::debug!(%message, "the database is busy opening; trying again");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let (writer, work) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("objectos-sqlite-writer".into())
@@ -346,6 +361,17 @@ impl SqliteStore {
             .spawn(move || checkpoint_loop(checkpoint_conn, stop))
             .map_err(backend)?;
         Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), path, _checkpointer: checkpointer })
+    }
+
+    /// The writer's connection (migrated), the reader's and the checkpointer's.
+    fn connect(
+        path: &Path,
+        durability: Durability,
+    ) -> Result<(Connection, Connection, Connection), StoreError> {
+        let mut writer = open_connection(path, durability)?;
+        migrate(&mut writer)?;
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(backend)?;
+        Ok((writer, open_connection(path, durability)?, open_connection(path, durability)?))
     }
 
     /// The database file.

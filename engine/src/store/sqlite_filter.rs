@@ -303,7 +303,19 @@ fn equal(target: &Target, value: &Value, sql: &mut Sql) {
 /// The field equals one of `options`.
 fn one_of(target: &Target, options: &[Value], sql: &mut Sql) {
     let plain = |o: &Value| self_typed(o) && o.as_str().and_then(time_key).is_none();
-    if options.len() > 1 && options.iter().all(plain) {
+    if target.kind.is_none() && options.len() > 1 && options.iter().all(|o| o.is_string() && plain(o)) {
+        // A text column (`id`, `owner`) against text: a plain `IN` list,
+        // which SQLite answers from the column's index — a batch of ids
+        // costs lookups, not a scan of the object.
+        sql.push(&format!("{} IN (", target.value));
+        for (i, option) in options.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            bind(option, sql);
+        }
+        sql.push(")");
+    } else if options.len() > 1 && options.iter().all(plain) {
         // One extraction for the whole list (an `IN` list would build a
         // temporary b-tree per evaluation); a missing field matches no arm.
         sql.push(&format!("(CASE {}", target.value));

@@ -433,6 +433,7 @@ async fn every_format_reads_back_to_the_records() {
 
     let (_, json_bytes) = world.report(&ops(), input("json")).await;
     let document: Value = serde_json::from_slice(&json_bytes).unwrap();
+    assert_eq!(document["title"], json!("Contacts <all> & more"));
     assert_eq!(document["columns"], json!(COLUMNS));
     assert_eq!(document["rowCount"], json!(40));
     let rows: Vec<Vec<String>> = document["rows"]

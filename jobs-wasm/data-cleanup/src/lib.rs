@@ -102,6 +102,9 @@ fn validate(ctx: &Context, input: Input) -> Result<(Vec<String>, Settings), Erro
             input.batch_size
         )));
     }
+    if input.soft_delete && input.date_field == "deleted_at" {
+        return Err(Error::fatal("dateField cannot be deleted_at for a soft delete"));
+    }
     let readable = records::objects()?;
     for (index, name) in input.objects.iter().enumerate() {
         let Some(info) = readable.iter().find(|o| &o.name == name) else {
@@ -112,10 +115,7 @@ fn validate(ctx: &Context, input: Input) -> Result<(Vec<String>, Settings), Erro
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             )));
         };
-        if input.soft_delete && input.date_field == "deleted_at" {
-            return Err(Error::fatal("dateField cannot be deleted_at for a soft delete"));
-        }
-        if !info.fields.contains(&input.date_field) && !is_system_date(&input.date_field) {
+        if !info.fields.contains(&input.date_field) {
             objectos_guest::warn!(
                 "object `{name}` has no visible field `{}`: nothing will match",
                 input.date_field
@@ -133,10 +133,6 @@ fn validate(ctx: &Context, input: Input) -> Result<(Vec<String>, Settings), Erro
         batch_size: input.batch_size,
     };
     Ok((input.objects, settings))
-}
-
-fn is_system_date(field: &str) -> bool {
-    field == "created_at" || field == "updated_at"
 }
 
 /// `enqueued_at` (RFC 3339, UTC, as the engine writes it) minus `days`.

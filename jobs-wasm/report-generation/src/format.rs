@@ -62,7 +62,7 @@ impl Format {
     pub fn sink(self, out: ArtifactWriter, plan: &Plan) -> Box<dyn Sink> {
         match self {
             Format::Csv => Box::new(Csv { out }),
-            Format::Json => Box::new(Json { out, rows: 0, columns: Vec::new() }),
+            Format::Json => Box::new(Json { out, rows: 0, columns: Vec::new(), title: plan.title.clone() }),
             Format::Markdown => Box::new(Markdown { out, title: plan.title.clone() }),
             Format::Html => Box::new(Html { out, title: plan.title.clone() }),
             Format::Xlsx => Box::new(Workbook::new(out)),
@@ -123,18 +123,25 @@ impl Sink for Csv {
     }
 }
 
-/// `{"columns": [..], "rows": [{column: value, ..}, ..], "rowCount": n}`,
-/// one row per line; values keep their JSON types.
+/// `{"title": .., "columns": [..], "rows": [{column: value, ..}, ..],
+/// "rowCount": n}`, one row per line; values keep their JSON types.
 struct Json {
     out: ArtifactWriter,
     rows: u64,
+    /// The column names, each already encoded as a JSON string.
     columns: Vec<String>,
+    title: String,
 }
 
 impl Sink for Json {
     fn begin(&mut self, columns: &[String]) -> io::Result<()> {
         self.columns = columns.iter().map(|c| serde_json::to_string(c).unwrap_or_default()).collect();
-        write!(self.out, "{{\"columns\":{},\"rows\":[", serde_json::to_string(columns)?)
+        write!(
+            self.out,
+            "{{\"title\":{},\"columns\":{},\"rows\":[",
+            serde_json::to_string(&self.title)?,
+            serde_json::to_string(columns)?
+        )
     }
     fn row(&mut self, cells: &[&Value]) -> io::Result<()> {
         self.out.write_all(if self.rows == 0 { b"\n{" } else { b",\n{" })?;
