@@ -2,8 +2,9 @@
 //! engine on a temporary embedded database, registers two example handlers,
 //! enqueues jobs that show priorities, a retry, a timeout and a cancel,
 //! runs a handler over sample records as principals who see different
-//! records, fires a seconds-field schedule, and prints what happened. Later features
-//! join the tour.
+//! records, runs the built-in cleanup and report jobs on sample tickets,
+//! fires a seconds-field schedule, prints what happened, and verifies the
+//! audit log. Later features join the tour.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -352,8 +353,8 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
         anyhow::Ok(job.result.unwrap_or_default())
     };
 
-    let cleanup = json!({"objects": ["tickets"], "retentionDays": 180, "dryRun": true});
-    let dry = run(cleanup.clone(), "data-cleanup").await?;
+    let dry =
+        run(json!({"objects": ["tickets"], "retentionDays": 180, "dryRun": true}), "data-cleanup").await?;
     println!(
         "   data-cleanup, dry run, retentionDays 180 → {} older than {}, would delete {}",
         dry["objects"]["tickets"]["matched"], dry["cutoff"], dry["objects"]["tickets"]["wouldDelete"]
