@@ -287,11 +287,8 @@ async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
     node.queue.registry().register("contacts-summary", examples::CONTACTS_SUMMARY.to_vec()).await?;
     for (who, profile) in [("ops", "admin"), ("grace", "sales")] {
         let principal = Principal::new(who, &[profile]);
-        let job = node
-            .queue
-            .enqueue(&principal, NewJob::new("contacts-summary", json!({"object": "contacts"})))
-            .await?;
-        let job = tokio::time::timeout(Duration::from_secs(30), node.queue.wait_final(&job.id)).await??;
+        let summary = NewJob::new("contacts-summary", json!({"object": "contacts"}));
+        let job = run_to_end(&node.queue, &principal, summary).await?;
         println!(
             "   as {who:<6} ({profile:<5}) → {}",
             job.result.map_or_else(|| job.error.unwrap_or_default(), |r| r.to_string())
@@ -346,9 +343,9 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
     for batch in tickets.chunks(1000) {
         node.records.import(&ops, "tickets", batch.to_vec(), OnConflict::Fail).await?;
     }
+    let admin = &ops.principal;
     let run = |data: serde_json::Value, handler: &'static str| async move {
-        let job = node.queue.enqueue(&Principal::new("ops", &["admin"]), NewJob::new(handler, data)).await?;
-        let job = tokio::time::timeout(Duration::from_secs(60), node.queue.wait_final(&job.id)).await??;
+        let job = run_to_end(&node.queue, admin, NewJob::new(handler, data)).await?;
         anyhow::ensure!(job.status == JobStatus::Completed, "{handler}: {}", job.error.unwrap_or_default());
         anyhow::Ok(job.result.unwrap_or_default())
     };
@@ -396,6 +393,12 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
 }
 
 const SAMPLE_CONTACTS: &str = include_str!("../../../guest-sdk/examples/contacts.json");
+
+/// Enqueues `job` as `who` and waits (at most 30 s) for it to finish.
+async fn run_to_end(queue: &Queue, who: &Principal, job: NewJob) -> anyhow::Result<Job> {
+    let job = queue.enqueue(who, job).await?;
+    Ok(tokio::time::timeout(Duration::from_secs(30), queue.wait_final(&job.id)).await??)
+}
 
 /// Waits until `count` jobs of `schedule` have finished and returns them, oldest first.
 async fn watch_fires(queue: &Queue, schedule: &str, count: usize) -> anyhow::Result<Vec<Job>> {

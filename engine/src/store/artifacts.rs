@@ -3,6 +3,8 @@
 //! written while the job streams them and sealed once complete. Only
 //! sealed artifacts are listed; a sealed artifact never changes.
 
+use std::borrow::Borrow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -57,12 +59,13 @@ impl ArtifactRecord {
     }
 }
 
-/// Refuses a write to an artifact that does not exist or is sealed.
-pub(crate) fn check_unsealed(id: &str, record: Option<&ArtifactRecord>) -> Result<(), StoreError> {
+/// `record` (owned or borrowed) if it exists and may still be written;
+/// otherwise why not.
+pub(crate) fn writable<R: Borrow<ArtifactRecord>>(id: &str, record: Option<R>) -> Result<R, StoreError> {
     match record {
         None => Err(StoreError::ArtifactNotFound(id.into())),
-        Some(record) if record.sealed_at.is_some() => Err(StoreError::ArtifactSealed(id.into())),
-        Some(_) => Ok(()),
+        Some(record) if record.borrow().sealed_at.is_some() => Err(StoreError::ArtifactSealed(id.into())),
+        Some(record) => Ok(record),
     }
 }
 

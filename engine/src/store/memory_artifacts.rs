@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore, check_unsealed};
+use super::artifacts::{ArtifactRecord, ArtifactStore, writable};
 use super::memory::MemoryStore;
 
 #[derive(Default)]
@@ -17,8 +17,7 @@ pub(super) struct Artifacts {
 
 impl Artifacts {
     fn unsealed(&mut self, id: &str) -> Result<&mut ArtifactRecord, StoreError> {
-        check_unsealed(id, self.records.get(id))?;
-        Ok(self.records.get_mut(id).expect("checked"))
+        writable(id, self.records.get_mut(id))
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore, check_unsealed};
+use super::artifacts::{ArtifactRecord, ArtifactStore, writable};
 use super::sqlite::{SqliteStore, backend, millis, time};
 
 const COLUMNS: &str = "id, name, content_type, job_id, owner, size, sha256, created_at, sealed_at";
@@ -33,9 +33,7 @@ fn get(conn: &Connection, id: &str) -> Result<Option<ArtifactRecord>, StoreError
 
 /// The artifact, if it may still be written.
 fn unsealed(conn: &Connection, id: &str) -> Result<ArtifactRecord, StoreError> {
-    let record = get(conn, id)?;
-    check_unsealed(id, record.as_ref())?;
-    Ok(record.expect("checked"))
+    writable(id, get(conn, id)?)
 }
 
 #[async_trait]

@@ -135,8 +135,8 @@ fn aged_contacts() -> Vec<Value> {
         .collect()
 }
 
-fn ids(records: &[Value]) -> Vec<&str> {
-    records.iter().map(|r| r["id"].as_str().unwrap()).collect()
+fn ids<'a>(records: impl IntoIterator<Item = &'a Value>) -> Vec<&'a str> {
+    records.into_iter().map(|r| r["id"].as_str().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -193,11 +193,8 @@ async fn soft_delete_marks_old_records_once_and_dry_run_changes_nothing() {
     assert_eq!(result["objects"]["contacts"]["deleted"], json!(6));
     let contacts = world.contacts().await;
     assert_eq!(contacts.len(), 10, "soft-deleted records stay");
-    let marked: Vec<&Value> = contacts.iter().filter(|c| c.get("deleted_at").is_some()).collect();
-    assert_eq!(
-        ids(&marked.into_iter().cloned().collect::<Vec<_>>()),
-        ["c00", "c01", "c02", "c03", "c04", "c05"]
-    );
+    let marked = contacts.iter().filter(|c| c.get("deleted_at").is_some());
+    assert_eq!(ids(marked), ["c00", "c01", "c02", "c03", "c04", "c05"]);
 
     let again = world.completed(&ops(), "data-cleanup", soft).await;
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The report's input, checked against the objects and fields the
 //! principal can see, and turned into a plan.
 
-use objectos_guest::records::{self, Filter};
+use objectos_guest::records::{self, Filter, Query};
 use objectos_guest::{Error, Value};
 use serde::Deserialize;
 
@@ -196,6 +196,19 @@ impl Input {
 }
 
 impl Plan {
+    /// The records query: the filter, and only the fields the report uses.
+    /// A listing is sorted as asked (then by id, so paging is stable); a
+    /// grouped report sorts its groups itself.
+    pub fn query(&self) -> Query {
+        let mut query = Query::new().filter(self.filter.clone()).fields(self.read_fields.iter().cloned());
+        if self.grouping.is_none() {
+            for key in &self.sort {
+                query = if key.descending { query.sort_desc(&key.field) } else { query.sort_asc(&key.field) };
+            }
+        }
+        query
+    }
+
     /// The artifact's file name: the title in lower-case words joined by
     /// dashes, and the format's extension.
     pub fn file_name(&self) -> String {

@@ -21,12 +21,12 @@ mod input;
 mod xlsx;
 
 use objectos_guest::artifacts::ArtifactWriter;
-use objectos_guest::records::{self, Query, Record};
+use objectos_guest::records::{self, Record};
 use objectos_guest::{Context, Error, Handler, Value, export_handler, progress};
 use serde::Serialize;
 
 use aggregate::Groups;
-use input::{Input, Plan};
+use input::Input;
 
 /// Records fetched per host call (the engine's largest page).
 const PAGE: u32 = 1000;
@@ -105,21 +105,6 @@ impl Handler for ReportGeneration {
             bytes: info.size,
             sha256: info.sha256,
         })
-    }
-}
-
-impl Plan {
-    /// The records query: the filter, and only the fields the report uses.
-    /// A listing is sorted as asked (then by id, so paging is stable); a
-    /// grouped report sorts its groups itself.
-    fn query(&self) -> Query {
-        let mut query = Query::new().filter(self.filter.clone()).fields(self.read_fields.iter().cloned());
-        if self.grouping.is_none() {
-            for key in &self.sort {
-                query = if key.descending { query.sort_desc(&key.field) } else { query.sort_asc(&key.field) };
-            }
-        }
-        query
     }
 }
 

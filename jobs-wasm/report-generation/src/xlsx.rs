@@ -8,6 +8,8 @@
 //! …) under the header again. The zip has no Zip64 records, so a workbook
 //! whose compressed size passes 4 GiB fails with an error saying to use CSV.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use flate2::Compression;
@@ -84,29 +86,33 @@ impl Workbook {
     fn write_row(&mut self, cells: &[&Value], header: bool) -> io::Result<()> {
         self.sheet_rows += 1;
         let row = self.sheet_rows;
+        let style = if header { " s=\"1\"" } else { "" };
+        // Rows are built in one reused buffer: no allocation per cell.
         let line = &mut self.line;
         line.clear();
-        line.push_str(&format!("<row r=\"{row}\">"));
+        let _ = write!(line, "<row r=\"{row}\">");
         for (letter, cell) in self.letters.iter().zip(cells) {
-            let style = if header { " s=\"1\"" } else { "" };
-            match cell {
-                Value::Null => {}
-                Value::Bool(b) => line
-                    .push_str(&format!("<c r=\"{letter}{row}\"{style} t=\"b\"><v>{}</v></c>", u8::from(*b))),
-                Value::Number(n) => line.push_str(&format!("<c r=\"{letter}{row}\"{style}><v>{n}</v></c>")),
+            let _ = match cell {
+                Value::Null => Ok(()),
+                Value::Bool(b) => {
+                    write!(line, "<c r=\"{letter}{row}\"{style} t=\"b\"><v>{}</v></c>", u8::from(*b))
+                }
+                Value::Number(n) => write!(line, "<c r=\"{letter}{row}\"{style}><v>{n}</v></c>"),
                 other => {
-                    let text = cell_text(&text(other));
+                    let text = text(other);
+                    let text = cell_text(&text);
                     let space = if text.starts_with(' ') || text.ends_with(' ') {
                         " xml:space=\"preserve\""
                     } else {
                         ""
                     };
-                    line.push_str(&format!(
+                    write!(
+                        line,
                         "<c r=\"{letter}{row}\"{style} t=\"inlineStr\"><is><t{space}>{}</t></is></c>",
                         escape_markup(&text)
-                    ));
+                    )
                 }
-            }
+            };
         }
         line.push_str("</row>\n");
         self.zip.write_all(self.line.as_bytes())
@@ -167,8 +173,13 @@ impl Workbook {
 
 /// Text a cell may hold: no control characters XML forbids, at most
 /// Excel's 32,767 characters.
-fn cell_text(text: &str) -> String {
-    text.chars().filter(|&c| c >= ' ' || matches!(c, '\t' | '\n' | '\r')).take(CELL_CHARS).collect()
+fn cell_text(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| c >= ' ' || matches!(c, '\t' | '\n' | '\r');
+    // Fewer bytes than the limit means fewer characters, too.
+    if text.len() <= CELL_CHARS && text.chars().all(allowed) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().filter(|&c| allowed(c)).take(CELL_CHARS).collect())
 }
 
 /// `A` for 0, `Z` for 25, `AA` for 26, …
