@@ -6,6 +6,12 @@
 //! - `report-generation` streams a report of an object's records — CSV,
 //!   JSON, Markdown, HTML or an xlsx workbook — into an artifact
 //!   (`records`, `artifacts`).
+//! - `backup` writes every record the principal can read — or the objects
+//!   named — into one compressed, checksummed archive artifact
+//!   (`records`, `artifacts`).
+//! - `restore` checks such an archive whole, then imports its records
+//!   with their original system fields (`records`, `records-import`,
+//!   `artifacts-read`).
 //!
 //! Their names are reserved: a node registers the binary's version of each
 //! whenever the stored one differs, so an upgrade brings new built-ins.
@@ -35,7 +41,7 @@ pub struct Builtin {
 const LONG_RUN_FUEL: u64 = 2_000_000_000_000;
 
 /// Every built-in.
-pub const ALL: [Builtin; 2] = [
+pub const ALL: [Builtin; 4] = [
     Builtin {
         name: "data-cleanup",
         wasm: bytes::DATA_CLEANUP,
@@ -55,6 +61,30 @@ pub const ALL: [Builtin; 2] = [
         // memory holds a page of records, the writer's buffers and the groups.
         defaults: HandlerDefaults {
             max_retries: Some(2),
+            timeout: Some(Duration::from_secs(3600)),
+            fuel: Some(LONG_RUN_FUEL),
+            memory: Some(64 << 20),
+        },
+    },
+    Builtin {
+        name: "backup",
+        wasm: bytes::BACKUP,
+        // A backup is rewritten from the start on a retry; memory holds a
+        // page of records, a chunk and the compressor's window.
+        defaults: HandlerDefaults {
+            max_retries: Some(2),
+            timeout: Some(Duration::from_secs(3600)),
+            fuel: Some(LONG_RUN_FUEL),
+            memory: Some(64 << 20),
+        },
+    },
+    Builtin {
+        name: "restore",
+        wasm: bytes::RESTORE,
+        // Restoring a record twice changes nothing, so a retry continues
+        // where a transient failure stopped it; memory holds a chunk.
+        defaults: HandlerDefaults {
+            max_retries: Some(3),
             timeout: Some(Duration::from_secs(3600)),
             fuel: Some(LONG_RUN_FUEL),
             memory: Some(64 << 20),

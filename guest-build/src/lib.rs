@@ -27,7 +27,8 @@ pub struct BuiltGuest {
 
 /// Builds every member of the guest workspace at `workspace` (a directory
 /// holding a `Cargo.toml` with a `[workspace]`) in release mode and returns
-/// the components, one per member with a `cdylib` target.
+/// the components, one per member with a `cdylib` target (other members are
+/// libraries the components share).
 ///
 /// Also prints the `cargo:rerun-if-changed` lines for the workspace and for
 /// the guest SDK, so the calling build script reruns when guest code changes.
@@ -69,6 +70,7 @@ pub fn build_workspace(workspace: &Path) -> Vec<BuiltGuest> {
     let release = target_dir.join(GUEST_TARGET).join("release");
     workspace_members(&workspace)
         .into_iter()
+        .filter(|package| is_component(&workspace.join(package)))
         .map(|package| {
             let wasm = release.join(format!("{}.wasm", package.replace('-', "_")));
             assert!(wasm.exists(), "guest {package} produced no {}", wasm.display());
@@ -126,6 +128,14 @@ fn scrub_environment(command: &mut Command) {
             command.env_remove(key);
         }
     }
+}
+
+/// Whether the member crate in `dir` builds a component (a `cdylib`).
+fn is_component(dir: &Path) -> bool {
+    let manifest = dir.join("Cargo.toml");
+    std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("read {}: {e}", manifest.display()))
+        .contains("\"cdylib\"")
 }
 
 /// The package names listed under `members` in the workspace manifest.

@@ -28,23 +28,29 @@ fieldPermissions:
   salary: { visibleTo: [admin] }
 "#;
 
-const SYSTEM: &str = "name: operators\nsystem:\n  profiles:\n    admin: [records.import, artifacts.write]\n    \
-                      reader: [artifacts.write]\n    sales: [artifacts.write]\n";
+const SYSTEM: &str = "name: operators\nsystem:\n  profiles:\n    admin: [records.import, artifacts.write, artifacts.read]\n    \
+                      reader: [artifacts.write, artifacts.read]\n    sales: [records.import, artifacts.write, artifacts.read]\n";
 
 /// A node on a fresh data directory with the built-ins installed and two workers.
-struct World {
-    node: Node,
+pub(crate) struct World {
+    pub(crate) node: Node,
     workers: Option<Workers>,
     _dir: tempfile::TempDir,
 }
 
 impl World {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
+        Self::with_sets(&[]).await
+    }
+
+    /// A world with further permission set files (`(file name, YAML)`).
+    pub(crate) async fn with_sets(sets: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let permissions = dir.path().join("permissions");
         std::fs::create_dir_all(&permissions).unwrap();
-        std::fs::write(permissions.join("contacts.yaml"), CONTACTS).unwrap();
-        std::fs::write(permissions.join("operators.yaml"), SYSTEM).unwrap();
+        for (file, yaml) in [("contacts.yaml", CONTACTS), ("operators.yaml", SYSTEM)].iter().chain(sets) {
+            std::fs::write(permissions.join(file), yaml).unwrap();
+        }
         let config = EngineConfig {
             data_dir: dir.path().join("data"),
             permissions: Some(permissions),
@@ -58,13 +64,13 @@ impl World {
     }
 
     /// Imports `records` (with their own `id`, `owner`, `created_at`) as the admin.
-    async fn import(&self, records: Vec<Value>) {
+    pub(crate) async fn import(&self, records: Vec<Value>) {
         for batch in records.chunks(1000) {
             self.node.records.import(&admin(), "contacts", batch.to_vec(), OnConflict::Fail).await.unwrap();
         }
     }
 
-    async fn run(&self, who: &Principal, job: NewJob) -> Job {
+    pub(crate) async fn run(&self, who: &Principal, job: NewJob) -> Job {
         let job = self.node.queue.enqueue(who, job).await.unwrap();
         tokio::time::timeout(Duration::from_secs(120), self.node.queue.wait_final(&job.id))
             .await
@@ -72,25 +78,25 @@ impl World {
             .unwrap()
     }
 
-    async fn completed(&self, who: &Principal, handler: &str, data: Value) -> Value {
+    pub(crate) async fn completed(&self, who: &Principal, handler: &str, data: Value) -> Value {
         let job = self.run(who, NewJob::new(handler, data)).await;
         assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
         job.result.unwrap()
     }
 
-    async fn failed(&self, who: &Principal, handler: &str, data: Value) -> String {
+    pub(crate) async fn failed(&self, who: &Principal, handler: &str, data: Value) -> String {
         let job = self.run(who, NewJob::new(handler, data)).await;
         assert_eq!(job.status, JobStatus::Failed);
         assert_eq!(job.attempts, 1, "bad input is not retried");
         job.error.unwrap()
     }
 
-    async fn contacts(&self) -> Vec<Value> {
+    pub(crate) async fn contacts(&self) -> Vec<Value> {
         let query = Query { sort: Vec::new(), limit: Some(1000), ..Query::default() };
         self.node.records.find(&admin(), "contacts", query).await.unwrap().records
     }
 
-    async fn artifact(&self, id: &str) -> Vec<u8> {
+    pub(crate) async fn artifact(&self, id: &str) -> Vec<u8> {
         self.node.artifacts.read_to_end(id).await.unwrap()
     }
 
@@ -103,18 +109,26 @@ impl World {
         (result, bytes)
     }
 
-    async fn stop(mut self) {
+    /// The audit log's entries about the job `id`.
+    pub(crate) async fn audit_of(&self, id: &str) -> Vec<AuditEntry> {
+        self.node.auditor.catch_up().await.unwrap();
+        let query = AuditQuery { job_id: Some(id.to_string()), ..AuditQuery::page(0, 1000) };
+        let entries = self.node.queue.store().audit_entries(query).await.unwrap();
+        entries.iter().map(|e| serde_json::from_slice(&e.bytes).unwrap()).collect()
+    }
+
+    pub(crate) async fn stop(mut self) {
         if let Some(workers) = self.workers.take() {
             workers.shutdown(None).await;
         }
     }
 }
 
-fn admin() -> Actor {
+pub(crate) fn admin() -> Actor {
     Actor::user(Principal::new("ops", &["admin"]))
 }
 
-fn ops() -> Principal {
+pub(crate) fn ops() -> Principal {
     Principal::new("ops", &["admin"])
 }
 
@@ -151,18 +165,7 @@ async fn cleanup_deletes_only_records_past_retention_and_audits_the_change() {
     assert_eq!(result["objects"]["contacts"], json!({"matched": 6, "deleted": 6, "skipped": 0}));
     assert_eq!(ids(&world.contacts().await), ["c06", "c07", "c08", "c09"]);
 
-    world.node.auditor.catch_up().await.unwrap();
-    let query = AuditQuery { job_id: Some(job.id.clone()), ..AuditQuery::page(0, 100) };
-    let entries: Vec<AuditEntry> = world
-        .node
-        .queue
-        .store()
-        .audit_entries(query)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| serde_json::from_slice(&e.bytes).unwrap())
-        .collect();
+    let entries = world.audit_of(&job.id).await;
     let deleted: u64 = entries
         .iter()
         .filter(|e| e.event == "records.deleted")
@@ -273,7 +276,7 @@ async fn bad_input_fails_at_once_naming_the_field() {
 
 /// Contacts with values that break naive writers: separators, quotes,
 /// line breaks, markup, non-ASCII, numbers, booleans and missing fields.
-fn tricky_contacts() -> Vec<Value> {
+pub(crate) fn tricky_contacts() -> Vec<Value> {
     let names =
         ["Ada, Countess", "Grace \"Amazing\" Hopper", "Line\nBreak", "<script>x</script> & co", "Zoë | pipe"];
     let regions = ["north", "south", "east"];

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod audit;
+mod backup;
 mod builtins;
 mod harness;
 mod permissions;
