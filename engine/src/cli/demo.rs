@@ -2,7 +2,8 @@
 //! engine on a temporary embedded database, registers two example handlers,
 //! enqueues jobs that show priorities, a retry, a timeout and a cancel,
 //! runs a handler over sample records as principals who see different
-//! records, runs the built-in cleanup and report jobs on sample tickets,
+//! records, runs the built-in cleanup, report, backup and restore jobs on
+//! sample tickets (a backup, some tickets lost, restored and compared),
 //! fires a seconds-field schedule, prints what happened, and verifies the
 //! audit log. Later features join the tour.
 
@@ -318,7 +319,8 @@ async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
 }
 
 /// Step 6: the built-in jobs on a year of sample support tickets — a
-/// cleanup dry run and a real one, then a grouped report and a workbook.
+/// cleanup dry run and a real one, a grouped report and a workbook, then a
+/// backup and a restore.
 async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
     const TICKETS: i64 = 1200;
     println!("\n6. Built-in jobs on {TICKETS} sample tickets created over the past year:");
@@ -343,12 +345,7 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
     for batch in tickets.chunks(1000) {
         node.records.import(&ops, "tickets", batch.to_vec(), OnConflict::Fail).await?;
     }
-    let admin = &ops.principal;
-    let run = |data: serde_json::Value, handler: &'static str| async move {
-        let job = run_to_end(&node.queue, admin, NewJob::new(handler, data)).await?;
-        anyhow::ensure!(job.status == JobStatus::Completed, "{handler}: {}", job.error.unwrap_or_default());
-        anyhow::Ok(job.result.unwrap_or_default())
-    };
+    let run = |data: serde_json::Value, handler: &'static str| run_built_in(node, handler, data);
 
     let dry =
         run(json!({"objects": ["tickets"], "retentionDays": 180, "dryRun": true}), "data-cleanup").await?;
@@ -389,6 +386,62 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
         report["bytes"],
         &report["sha256"].as_str().unwrap_or("")[..12]
     );
+    backup_and_restore(node, &ops).await
+}
+
+/// Runs the built-in `handler` as the demo's admin and returns its result.
+async fn run_built_in(
+    node: &Node,
+    handler: &str,
+    data: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let admin = Principal::new("ops", &["admin"]);
+    let job = run_to_end(&node.queue, &admin, NewJob::new(handler, data)).await?;
+    anyhow::ensure!(job.status == JobStatus::Completed, "{handler}: {}", job.error.unwrap_or_default());
+    Ok(job.result.unwrap_or_default())
+}
+
+/// The end of step 6: back up every object, lose some tickets, check the
+/// archive with a dry run, restore, and compare with what was backed up.
+async fn backup_and_restore(node: &Node, ops: &Actor) -> anyhow::Result<()> {
+    let backup = run_built_in(node, "backup", json!({})).await?;
+    println!(
+        "   backup → {}: {} records ({}), {} bytes, {:.0} % of their JSON Lines, sha256 {}…",
+        backup["name"].as_str().unwrap_or(""),
+        backup["records"],
+        backup["objects"].as_object().map_or(String::new(), |objects| objects
+            .iter()
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")),
+        backup["bytes"],
+        backup["sizeRatio"].as_f64().unwrap_or(0.0) * 100.0,
+        &backup["sha256"].as_str().unwrap_or("")[..12]
+    );
+    let all = |object: &'static str| async move {
+        let query = Query { limit: Some(1000), ..Query::default() };
+        anyhow::Ok(node.records.find(ops, object, query).await?.records)
+    };
+    let before = all("tickets").await?;
+    let lost = node.records.delete(ops, "tickets", json!({"status": "pending"})).await?;
+    let left = node.records.count(ops, "tickets", json!({})).await?;
+    println!("   deleted the {} pending tickets → {left} left", lost.changed);
+    let artifact = backup["artifactId"].clone();
+    let dry = run_built_in(node, "restore", json!({"artifact": artifact, "dryRun": true})).await?;
+    println!(
+        "   restore, dry run → archive verified ({} records, sha256 as stored); would insert {}, skip {}",
+        dry["verified"]["records"], dry["inserted"], dry["skipped"]
+    );
+    let restored = run_built_in(node, "restore", json!({"artifact": artifact})).await?;
+    let after = all("tickets").await?;
+    println!(
+        "   restore → inserted {}, skipped {}; {} tickets again, {} to the backup, system fields included",
+        restored["inserted"],
+        restored["skipped"],
+        after.len(),
+        if after == before { "identical" } else { "NOT identical" }
+    );
+    anyhow::ensure!(after == before, "the restored tickets differ from the backed-up ones");
     Ok(())
 }
 

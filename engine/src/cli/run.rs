@@ -41,7 +41,8 @@ use serde_json::{Value, json};
     --as '{\"userId\":\"u1\",\"profiles\":[\"sales\"]}'")]
 pub struct RunArgs {
     /// The handler: a `.wasm` component, a guest crate directory to build
-    /// first, or the name of a built-in (`data-cleanup`, `report-generation`).
+    /// first, or the name of a built-in (`data-cleanup`, `report-generation`,
+    /// `backup`, `restore`).
     handler: PathBuf,
     /// The job's data as JSON, or `@FILE` to read it from a file.
     #[arg(long, default_value = "{}")]
