@@ -66,6 +66,46 @@ pub struct EngineConfig {
     pub audit: AuditSettings,
     /// Logging.
     pub log: LogConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+}
+
+/// The HTTP API's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The address to listen on. Default `127.0.0.1:7878`.
+    pub listen: String,
+    /// Bearer tokens and the principals they act as. With none here and
+    /// none created before, the first start creates an admin token.
+    pub tokens: Vec<TokenConfig>,
+    /// The largest request body outside uploads. Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// The largest handler upload. Default 20 MiB.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+            tokens: Vec::new(),
+            max_body_bytes: 4 << 20,
+            max_upload_bytes: 20 << 20,
+        }
+    }
+}
+
+/// One API token: only its sha256 is ever stored.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for people and logs (never the token).
+    pub name: String,
+    /// The lowercase hex sha256 of the token.
+    pub sha256: String,
+    /// Who requests with this token act as.
+    pub principal: crate::principal::Principal,
 }
 
 /// The scheduler's settings.
@@ -221,6 +261,7 @@ impl Default for EngineConfig {
             scheduler: SchedulerSettings::default(),
             audit: AuditSettings::default(),
             log: LogConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -276,6 +317,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("OBJECTOS_SHUTDOWN_GRACE", "workers.shutdownGrace"),
     ("OBJECTOS_LOG_FORMAT", "log.format (human | json)"),
     ("OBJECTOS_LOG", "log.level"),
+    ("OBJECTOS_LISTEN", "api.listen"),
 ];
 
 impl EngineConfig {
@@ -305,6 +347,9 @@ impl EngineConfig {
         let env = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).map(|v| (name, v));
         if let Some((_, v)) = env("OBJECTOS_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some((_, v)) = env("OBJECTOS_LISTEN") {
+            self.api.listen = v;
         }
         if let Some((_, v)) = env("OBJECTOS_PERMISSIONS") {
             self.permissions = Some(PathBuf::from(v));
@@ -355,6 +400,20 @@ impl EngineConfig {
         }
         if self.audit.interval.is_zero() {
             return Err("audit.interval must be positive".into());
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "api.listen must be an address and port such as 127.0.0.1:7878, not `{}`",
+                self.api.listen
+            ));
+        }
+        for token in &self.api.tokens {
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "api.tokens `{}`: sha256 must be 64 hex digits (the token's digest, never the token)",
+                    token.name
+                ));
+            }
         }
         Ok(())
     }

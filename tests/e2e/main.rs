@@ -2,6 +2,7 @@
 //! guest SDK inside the sandbox, the example handlers, and the `objectos`
 //! binary. One binary, one module per feature.
 
+mod api;
 mod audit;
 mod cli_run;
 mod examples;

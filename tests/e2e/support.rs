@@ -37,9 +37,12 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// The `objectos` binary.
+/// The `objectos` binary. A server it starts listens on a free port, so
+/// tests can run side by side.
 pub fn objectos() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_objectos"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_objectos"));
+    command.env("OBJECTOS_LISTEN", "127.0.0.1:0");
+    command
 }
 
 /// The repository root.

@@ -5,11 +5,14 @@
 //! gracefully: no new claims, running jobs get `workers.shutdownGrace` to
 //! finish, and whatever still runs is released to run again.
 
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use objectos_engine::api;
 use objectos_engine::config::{ENV_VARS, EngineConfig, LogFormat};
 use objectos_engine::node::Node;
 
@@ -29,6 +32,9 @@ pub struct ServeArgs {
     /// Log as readable lines or as JSON objects.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Where the HTTP API listens (default 127.0.0.1:7878).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
 }
 
 fn serve_help() -> String {
@@ -36,6 +42,7 @@ fn serve_help() -> String {
     format!(
         "Examples:\n  objectos serve\n  objectos serve --config objectos.yaml --data-dir /var/lib/objectos\n  \
          objectos serve --permissions ./permissions   # reload: kill -HUP <pid>\n  \
+         objectos serve --listen 0.0.0.0:7878\n  \
          OBJECTOS_CONCURRENCY=32 objectos serve --log-format json\n\n\
          Environment (overrides the config file; flags override both):\n{}",
         vars.join("\n")
@@ -57,6 +64,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
     }
     if let Some(format) = args.log_format {
         config.log.format = format;
+    }
+    if let Some(listen) = &args.listen {
+        config.api.listen = listen.clone();
     }
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
@@ -82,8 +92,32 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let grace = config.workers.shutdown_grace;
-        let node = Node::open(config)?;
+        let signals = Signals::install()?;
+        let node = Arc::new(Node::open(config)?);
+        node.install_handlers().await?;
+        let (tokens, created) = api::auth::load(&node.config.data_dir, &node.config.api.tokens)?;
+        if let Some(token) = created {
+            // Printed, never logged: the data directory keeps only its digest.
+            eprintln!(
+                "Created an admin API token (shown once; only its sha256 is stored in {}):\n  {token}",
+                node.config.data_dir.join(api::auth::TOKEN_FILE).display()
+            );
+        }
+        let audit = node.start_audit();
+        let workers = node.queue.start();
+        let scheduler = node.scheduler.start().await?;
+        let listener = tokio::net::TcpListener::bind(&node.config.api.listen)
+            .await
+            .with_context(|| format!("listening on {}", node.config.api.listen))?;
+        let address = listener.local_addr()?;
+        let stop_http = tokio_util::sync::CancellationToken::new();
+        let http = tokio::spawn(
+            axum::serve(listener, api::router(node.clone(), tokens))
+                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
+                .into_future(),
+        );
         tracing::info!(
+            listen = %address,
             data_dir = %node.config.data_dir.display(),
             permissions = %node.config.permissions_dir().0.display(),
             sets = node.permissions.current().set_count(),
@@ -91,14 +125,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             concurrency = node.config.workers.concurrency,
             "objectos is serving; stop with Ctrl-C or SIGTERM, reload permissions with SIGHUP"
         );
-        let audit = node.start_audit();
-        node.install_handlers().await?;
-        let workers = node.queue.start();
-        let scheduler = node.scheduler.start().await?;
         let watcher = node.permissions.watch(PERMISSIONS_POLL);
-        let signal = stop_signal(&node).await?;
+        let signal = signals.stop(&node).await;
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        // No new requests; those in flight finish.
+        stop_http.cancel();
+        if let Err(error) = http.await? {
+            tracing::error!(%error, "the HTTP server failed");
         }
         scheduler.stop().await;
         let running = node.queue.running_count();
@@ -117,18 +152,33 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// How often the permission directory is checked for changed files.
 const PERMISSIONS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Waits for SIGINT or SIGTERM and names it, reloading the permission sets
-/// on every SIGHUP meanwhile.
-async fn stop_signal(node: &Node) -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => return Ok("SIGTERM"),
-            _ = interrupt.recv() => return Ok("SIGINT"),
-            _ = hangup.recv() => node.permissions.reload_logged("SIGHUP"),
+/// The signals `serve` handles, installed before it says it is serving so
+/// that a signal sent as soon as it listens is never fatal.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and names it, reloading the permission
+    /// sets on every SIGHUP meanwhile.
+    async fn stop(mut self, node: &Node) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return "SIGTERM",
+                _ = self.interrupt.recv() => return "SIGINT",
+                _ = self.hangup.recv() => node.permissions.reload_logged("SIGHUP"),
+            }
         }
     }
 }

@@ -366,6 +366,7 @@ impl JobQuery {
 
 /// Counts per status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusCounts {
     /// Every job.
     pub total: u64,

@@ -420,8 +420,20 @@ fn sort_exprs(field: &str) -> (Option<String>, String) {
     }
 }
 
+/// The keys that decide the order: all of them, or those up to the first
+/// on `id` — which is unique, so no later key can matter — and whether
+/// they end with it. A query sorted by `id` then pages on the primary key
+/// alone.
+fn deciding(sort: &[SortKey]) -> (&[SortKey], bool) {
+    match sort.iter().position(|key| key.field == "id") {
+        Some(at) => (&sort[..=at], true),
+        None => (sort, false),
+    }
+}
+
 /// The columns of the order: (expression, descending), `id` last.
 fn order_columns(sort: &[SortKey]) -> Vec<(String, bool)> {
+    let (sort, by_id) = deciding(sort);
     let mut columns = Vec::with_capacity(sort.len() * 2 + 1);
     for key in sort {
         let desc = key.order == SortOrder::Desc;
@@ -429,7 +441,9 @@ fn order_columns(sort: &[SortKey]) -> Vec<(String, bool)> {
         columns.extend(rank.map(|rank| (rank, desc)));
         columns.push((value, desc));
     }
-    columns.push(("id".into(), false));
+    if !by_id {
+        columns.push(("id".into(), false));
+    }
     columns
 }
 
@@ -444,6 +458,7 @@ pub(crate) fn order_by(sort: &[SortKey]) -> String {
 
 /// The parameters matching [`order_columns`] for a position.
 fn position_params(sort: &[SortKey], after: &Position) -> Vec<SqlValue> {
+    let (sort, by_id) = deciding(sort);
     let mut params = Vec::new();
     for (key, value) in sort.iter().zip(&after.keys) {
         let sql_value = match value {
@@ -457,7 +472,9 @@ fn position_params(sort: &[SortKey], after: &Position) -> Vec<SqlValue> {
         }
         params.push(sql_value);
     }
-    params.push(SqlValue::Text(after.id.clone()));
+    if !by_id {
+        params.push(SqlValue::Text(after.id.clone()));
+    }
     params
 }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use objectos_engine::jobs::{JobStatus, NewJob};
 use objectos_engine::principal::Principal;
-use objectos_engine::sandbox::{ArtifactsService, OnConflict, Query, RecordsService};
+use objectos_engine::sandbox::{ArtifactsService, Query, RecordsService};
 use serde_json::{Value, json};
 
 use super::builtins::{World, admin, ops, tricky_contacts};
@@ -42,13 +42,6 @@ fn tickets(n: usize) -> Vec<Value> {
 }
 
 impl World {
-    async fn import_into(&self, object: &str, records: Vec<Value>) {
-        for batch in records.chunks(1000) {
-            let batch = batch.to_vec();
-            self.node.records.import(&admin(), object, batch, OnConflict::Fail).await.unwrap();
-        }
-    }
-
     /// Every record of `object` the admin sees, all fields, in id order.
     async fn all(&self, object: &str) -> Vec<Value> {
         let mut records = Vec::new();
@@ -69,11 +62,7 @@ impl World {
 
     /// Backs up as `who` and returns the result and the archive's bytes.
     async fn backup(&self, who: &Principal, input: Value) -> (Value, Vec<u8>) {
-        let result = self.completed(who, "backup", input).await;
-        let bytes = self.artifact(result["artifactId"].as_str().unwrap()).await;
-        assert_eq!(result["bytes"], json!(bytes.len()));
-        assert_eq!(result["sha256"], json!(objectos_engine::digest::sha256_hex(&bytes)));
-        (result, bytes)
+        self.produce(who, "backup", input).await
     }
 
     /// Stores `bytes` as an artifact, as a job would, and returns its id.

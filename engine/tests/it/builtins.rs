@@ -63,10 +63,15 @@ impl World {
         Self { node, workers, _dir: dir }
     }
 
-    /// Imports `records` (with their own `id`, `owner`, `created_at`) as the admin.
+    /// Imports contacts (with their own `id`, `owner`, `created_at`) as the admin.
     pub(crate) async fn import(&self, records: Vec<Value>) {
+        self.import_into("contacts", records).await;
+    }
+
+    /// Imports `records` of `object` as the admin.
+    pub(crate) async fn import_into(&self, object: &str, records: Vec<Value>) {
         for batch in records.chunks(1000) {
-            self.node.records.import(&admin(), "contacts", batch.to_vec(), OnConflict::Fail).await.unwrap();
+            self.node.records.import(&admin(), object, batch.to_vec(), OnConflict::Fail).await.unwrap();
         }
     }
 
@@ -100,13 +105,18 @@ impl World {
         self.node.artifacts.read_to_end(id).await.unwrap()
     }
 
-    /// Runs a report as `who` and returns its result and its bytes.
-    async fn report(&self, who: &Principal, input: Value) -> (Value, Vec<u8>) {
-        let result = self.completed(who, "report-generation", input).await;
+    /// Runs the built-in `handler` as `who` and returns its result and the
+    /// bytes of the artifact it describes (its size and sha256 checked).
+    pub(crate) async fn produce(&self, who: &Principal, handler: &str, input: Value) -> (Value, Vec<u8>) {
+        let result = self.completed(who, handler, input).await;
         let bytes = self.artifact(result["artifactId"].as_str().unwrap()).await;
         assert_eq!(result["bytes"], json!(bytes.len()));
         assert_eq!(result["sha256"], json!(objectos_engine::digest::sha256_hex(&bytes)));
         (result, bytes)
+    }
+
+    async fn report(&self, who: &Principal, input: Value) -> (Value, Vec<u8>) {
+        self.produce(who, "report-generation", input).await
     }
 
     /// The audit log's entries about the job `id`.

@@ -1,0 +1,108 @@
+//! `/v1/jobs` and `/v1/stats`.
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{JsonBody, QueryParams};
+use super::{ApiError, ApiState, Caller};
+use crate::jobs::{Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
+
+/// `POST /v1/jobs`: a [`NewJob`]; answers 201 with the stored job.
+pub(super) async fn enqueue(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(job): JsonBody<NewJob>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let job = state.node.queue.enqueue(&caller.principal, job).await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Batch {
+    jobs: Vec<NewJob>,
+}
+
+/// `POST /v1/jobs/batch`: `{"jobs": [...]}`, stored all or none.
+pub(super) async fn enqueue_batch(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(batch): JsonBody<Batch>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let jobs = state.node.queue.enqueue_batch(&caller.principal, batch.jobs).await?;
+    Ok((StatusCode::CREATED, Json(json!({"jobs": jobs}))))
+}
+
+/// The query string of `GET /v1/jobs`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ListParams {
+    name: Option<String>,
+    /// Comma-separated statuses.
+    status: Option<String>,
+    priority: Option<Priority>,
+    sort: Option<JobSort>,
+    skip: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/jobs?name=&status=pending,running&priority=&sort=&skip=&limit=`.
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match &params.status {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                serde_json::from_value::<JobStatus>(Value::String(s.trim().to_string()))
+                    .map_err(|_| ApiError::bad_request(format!("status: unknown status `{s}`")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let query = JobQuery {
+        name: params.name,
+        status,
+        priority: params.priority,
+        sort: params.sort.unwrap_or_default(),
+        skip: params.skip.unwrap_or(0),
+        limit: params.limit,
+    };
+    let jobs = state.node.queue.list(&query).await?;
+    Ok(Json(json!({"jobs": jobs, "skip": query.skip, "limit": query.page_size()})))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub(super) async fn show(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.node.queue.get(&id).await?))
+}
+
+/// `POST /v1/jobs/{id}/cancel`: the job, cancelled (or stopping, if it runs).
+pub(super) async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.node.queue.cancel(&id).await?))
+}
+
+/// `GET /v1/jobs/{id}/logs`: each attempt with its log lines.
+pub(super) async fn logs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let attempts = state.node.queue.logs(&id).await?;
+    Ok(Json(json!({"jobId": id, "attempts": attempts})))
+}
+
+/// `GET /v1/stats`.
+pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let (counts, run) = state.node.queue.stats().await?;
+    Ok(Json(json!({"jobs": counts, "runs": run})))
+}

@@ -1,0 +1,313 @@
+//! The HTTP API of `objectos serve`, over real HTTP against the spawned
+//! binary: the main flows, every error status with its body, and the
+//! OpenAPI document against the routes served.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use objectos_engine::digest::sha256_hex;
+use serde_json::{Value, json};
+
+use crate::support::{objectos, write_file};
+
+const ADMIN: &str = "admin-token-for-tests";
+const VIEWER: &str = "viewer-token-for-tests";
+
+/// `admin` holds every API permission; `viewer` may only read jobs.
+const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.enqueue, jobs.cancel, \
+                      handlers.read, handlers.upload, stats.read]\n    viewer: [jobs.read]\n";
+
+/// A spawned `objectos serve` and the address it listens on.
+struct Server {
+    child: Child,
+    address: String,
+    data: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A server with the two test tokens (or, with `tokens` false, none
+    /// configured) and a 1 MiB upload limit.
+    fn start(tokens: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let permissions = dir.path().join("permissions");
+        std::fs::create_dir_all(&permissions).unwrap();
+        write_file(&permissions, "system.yaml", SYSTEM.as_bytes());
+        let mut config = format!("permissions: {}\napi:\n  maxUploadBytes: 1048576\n", permissions.display());
+        if tokens {
+            config.push_str(&format!(
+                "  tokens:\n    - {{name: admin, sha256: {}, principal: {{userId: ada, profiles: [admin]}}}}\n    \
+                 - {{name: viewer, sha256: {}, principal: {{userId: vic, profiles: [viewer]}}}}\n",
+                sha256_hex(ADMIN.as_bytes()),
+                sha256_hex(VIEWER.as_bytes())
+            ));
+        }
+        let config = write_file(dir.path(), "objectos.yaml", config.as_bytes());
+        let data = dir.path().join("data");
+        let log = dir.path().join("serve.log");
+        let child = objectos()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let address = wait_for_address(&log);
+        Self { child, address, data, log, _dir: dir }
+    }
+
+    /// Sends one request and returns the status and the body as JSON
+    /// (`null` if empty).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.address);
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let (content_type, bytes) = body.unwrap_or(("application/json", b""));
+        head.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", bytes.len()));
+        stream.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413) before reading a large body: a failed
+        // write is then expected, and the answer is still there to read.
+        let _ = stream.write_all(bytes);
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(": ").unwrap();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = Some(value.parse::<usize>().unwrap()),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(length) = length {
+            body.resize(length, 0);
+            reader.read_exact(&mut body).unwrap();
+        }
+        let json = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+        (status, json)
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(token), Some(("application/json", body.to_string().as_bytes())))
+    }
+
+    fn upload(&self, name: &str, token: &str, wasm: &[u8]) -> (u16, Value) {
+        self.call("PUT", &format!("/v1/handlers/{name}"), Some(token), Some(("application/wasm", wasm)))
+    }
+
+    /// Polls the job until it is final.
+    fn wait(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}"), ADMIN);
+            assert_eq!(status, 200, "{job}");
+            if ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
+                return job;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "job never finished: {job}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server with SIGTERM (its data directory stays until it is dropped).
+    fn stop(&mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let exit = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}\n{log}");
+        log
+    }
+}
+
+/// The address from the server's `listen=` log line.
+fn wait_for_address(log: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find("listen=") {
+            return text[at + 7..].split_whitespace().next().unwrap().to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "serve never listened:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not the error shape: {body}"))
+}
+
+#[test]
+fn upload_enqueue_wait_and_read_a_job_over_http() {
+    let mut server = Server::start(true);
+    let wasm = objectos_engine::examples::TEMPLATE;
+    let (status, handler) = server.upload("greeter", ADMIN, wasm);
+    assert_eq!(status, 201, "{handler}");
+    assert_eq!(handler["sha256"], sha256_hex(wasm));
+    assert!(handler["capabilities"].is_array(), "{handler}");
+    let (status, again) = server.upload("greeter", ADMIN, wasm);
+    assert_eq!(
+        (status, &again["versions"]),
+        (200, &json!([sha256_hex(wasm)])),
+        "the same bytes again change nothing"
+    );
+
+    let (status, job) =
+        server.post("/v1/jobs", ADMIN, &json!({"name": "greeter", "data": {"name": "Ada", "times": 2}}));
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["runAs"]["userId"], "ada", "a job runs as the token's principal");
+    let done = server.wait(job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["result"].is_object(), "{done}");
+    let (status, logs) = server.get(&format!("/v1/jobs/{}/logs", job["id"].as_str().unwrap()), VIEWER);
+    assert_eq!(status, 200);
+    assert_eq!(logs["attempts"].as_array().unwrap().len(), 1, "{logs}");
+
+    let batch = json!({"jobs": [{"name": "greeter", "data": {"name": "B"}}, {"name": "greeter", "data": {"name": "C"}}]});
+    let (status, created) = server.post("/v1/jobs/batch", ADMIN, &batch);
+    assert_eq!((status, created["jobs"].as_array().unwrap().len()), (201, 2), "{created}");
+    for job in created["jobs"].as_array().unwrap() {
+        server.wait(job["id"].as_str().unwrap());
+    }
+    let (status, listed) = server.get("/v1/jobs?name=greeter&status=completed&limit=2", VIEWER);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
+    let (_, stats) = server.get("/v1/stats", ADMIN);
+    assert_eq!(stats["jobs"]["byStatus"]["completed"], 3, "{stats}");
+
+    let (status, handlers) = server.get("/v1/handlers", ADMIN);
+    assert_eq!(status, 200);
+    assert!(handlers["handlers"].as_array().unwrap().iter().any(|h| h["name"] == "greeter"));
+    assert_eq!(server.call("DELETE", "/v1/handlers/greeter", Some(ADMIN), None).0, 204);
+    assert_eq!(server.get("/v1/handlers/greeter", ADMIN).0, 404);
+    server.stop();
+}
+
+#[test]
+fn every_error_status_has_the_one_shape() {
+    let mut server = Server::start(true);
+    let cases: Vec<(&str, (u16, Value), u16, &str)> = vec![
+        ("no token", server.call("GET", "/v1/jobs", None, None), 401, "unauthorized"),
+        ("a wrong token", server.get("/v1/jobs", "nope"), 401, "unauthorized"),
+        (
+            "a viewer enqueues",
+            server.post("/v1/jobs", VIEWER, &json!({"name": "template"})),
+            403,
+            "forbidden",
+        ),
+        ("a missing job", server.get("/v1/jobs/job_missing", ADMIN), 404, "not_found"),
+        ("an unknown route", server.get("/v1/nothing", ADMIN), 404, "not_found"),
+        (
+            "malformed JSON",
+            server.call("POST", "/v1/jobs", Some(ADMIN), Some(("application/json", b"{\"name\":"))),
+            400,
+            "bad_request",
+        ),
+        ("a bad status filter", server.get("/v1/jobs?status=done", ADMIN), 400, "bad_request"),
+        ("an unknown handler", server.post("/v1/jobs", ADMIN, &json!({"name": "nope"})), 422, "invalid"),
+        (
+            "an unknown option",
+            server.post("/v1/jobs", ADMIN, &json!({"name": "template", "colour": 1})),
+            422,
+            "invalid",
+        ),
+        ("bytes that are not wasm", server.upload("bad", ADMIN, b"hello"), 422, "invalid"),
+        ("an oversize upload", server.upload("big", ADMIN, &vec![0u8; 2 << 20]), 413, "payload_too_large"),
+    ];
+    for (case, (status, body), expected, code) in cases {
+        assert_eq!(status, expected, "{case}: {body}");
+        assert_eq!(error_code(&body), code, "{case}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{case}");
+    }
+    let unique = json!({"name": "template", "uniqueKey": "once", "runAt": "2099-01-01T00:00:00Z"});
+    let (status, body) = server.post("/v1/jobs", ADMIN, &unique);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.post("/v1/jobs", ADMIN, &unique);
+    assert_eq!((status, error_code(&body)), (409, "conflict"), "{body}");
+    let (_, body) = server.upload("bad", ADMIN, b"hello");
+    assert!(body["error"]["message"].as_str().unwrap().contains("bad"), "{body}");
+
+    // The viewer's denial is in the audit log.
+    server.stop();
+    let out = objectos()
+        .args(["audit", "ls", "--event", "permission.denied", "--json", "--data-dir"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("jobs.enqueue") && shown.contains("vic"), "{shown}");
+}
+
+#[test]
+fn the_openapi_document_lists_every_route_served() {
+    let mut server = Server::start(true);
+    let (status, document) = server.call("GET", "/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    let routes = objectos_engine::api::route_docs();
+    let documented: usize =
+        document["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len());
+    for route in routes {
+        let op = &document["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert_eq!(op["summary"], route.summary, "{} {}", route.method, route.path);
+        assert_eq!(op["x-permission"].as_str(), route.permission);
+        // Served: without a token a guarded route answers 401, never the fallback's 404.
+        let path = route.path.replace("{id}", "job_x").replace("{name}", "x");
+        let (status, body) = server.call(route.method, &path, None, None);
+        let expected = if route.auth { 401 } else { 200 };
+        assert_eq!(status, expected, "{} {path}: {body}", route.method);
+    }
+    server.stop();
+}
+
+#[test]
+fn the_first_start_creates_an_admin_token_shown_once() {
+    let mut server = Server::start(false);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let token = log.split_whitespace().find(|word| word.starts_with("oos_")).expect("the token is printed");
+    let stored = std::fs::read_to_string(server.data.join("api-tokens.json")).unwrap();
+    assert!(!stored.contains(token), "only its digest is stored");
+    assert_eq!(server.get("/v1/handlers", token).0, 200);
+    let log = server.stop();
+    assert_eq!(log.matches(token).count(), 1, "the token is printed once and never logged");
+}
