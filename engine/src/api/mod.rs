@@ -3,7 +3,7 @@
 //! gated by one named system permission (denials answered 403 and
 //! audited), errors in one shape ([`ApiError`]).
 //!
-//! Every route is one [`Route`] in [`routes::all`]: the router and the
+//! Every route is one [`Route`] in one list (see [`route_docs`]): the router and the
 //! OpenAPI document (`/v1/openapi.json`) are both built from that list, so
 //! the document cannot drift from what is served.
 
