@@ -18,7 +18,12 @@ const VIEWER: &str = "viewer-token-for-tests";
 
 /// `admin` holds every API permission; `viewer` may only read jobs.
 const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.enqueue, jobs.cancel, \
-                      handlers.read, handlers.upload, stats.read]\n    viewer: [jobs.read]\n";
+                      handlers.read, handlers.upload, stats.read, schedules.read, schedules.write, \
+                      artifacts.read, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
+
+/// `admin` reads and writes contacts.
+const CONTACTS: &str = "name: contacts\nobjectName: contacts\nprofiles:\n  admin: { allowRead: true, \
+                        allowCreate: true, allowEdit: true, allowDelete: true }\n";
 
 /// A spawned `objectos serve` and the address it listens on.
 struct Server {
@@ -37,6 +42,7 @@ impl Server {
         let permissions = dir.path().join("permissions");
         std::fs::create_dir_all(&permissions).unwrap();
         write_file(&permissions, "system.yaml", SYSTEM.as_bytes());
+        write_file(&permissions, "contacts.yaml", CONTACTS.as_bytes());
         let mut config = format!("permissions: {}\napi:\n  maxUploadBytes: 1048576\n", permissions.display());
         if tokens {
             config.push_str(&format!(
@@ -71,6 +77,26 @@ impl Server {
         token: Option<&str>,
         body: Option<(&str, &[u8])>,
     ) -> (u16, Value) {
+        let (status, body) = self.send(method, path, token, body);
+        let json = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+        (status, json)
+    }
+
+    /// The body of a successful request, as bytes.
+    fn raw(&self, method: &str, path: &str, token: &str) -> Vec<u8> {
+        let (status, body) = self.send(method, path, Some(token), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        body
+    }
+
+    /// Sends one request over a fresh connection; returns the status and the body.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.address);
         if let Some(token) = token {
@@ -118,8 +144,7 @@ impl Server {
             body.resize(length, 0);
             reader.read_exact(&mut body).unwrap();
         }
-        let json = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
-        (status, json)
+        (status, body)
     }
 
     fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -219,6 +244,78 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     assert!(handlers["handlers"].as_array().unwrap().iter().any(|h| h["name"] == "greeter"));
     assert_eq!(server.call("DELETE", "/v1/handlers/greeter", Some(ADMIN), None).0, 204);
     assert_eq!(server.get("/v1/handlers/greeter", ADMIN).0, 404);
+    server.stop();
+}
+
+/// `body` as request bytes.
+fn json_body(body: &Value) -> Vec<u8> {
+    body.to_string().into_bytes()
+}
+
+#[test]
+fn schedules_artifacts_and_the_audit_log_over_http() {
+    let mut server = Server::start(true);
+    let every_second =
+        json_body(&json!({"cron": "* * * * * *", "handler": "template", "data": {"name": "Cron"}}));
+    let put = |path: &str| server.call("PUT", path, Some(ADMIN), Some(("application/json", &every_second)));
+    let (status, schedule) = put("/v1/schedules/ticker");
+    assert_eq!((status, &schedule["id"]), (201, &json!("ticker")), "{schedule}");
+    let (status, body) = put("/v1/schedules/ticker");
+    assert_eq!((status, error_code(&body)), (409, "conflict"));
+    let (status, body) =
+        server.post("/v1/schedules", ADMIN, &json!({"cron": "61 * * * *", "handler": "template"}));
+    assert_eq!((status, error_code(&body)), (422, "invalid"), "{body}");
+    let started = Instant::now();
+    let fired = loop {
+        let (_, schedule) = server.get("/v1/schedules/ticker", ADMIN);
+        if let Some(job) = schedule["lastJobId"].as_str() {
+            break job.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never fired: {schedule}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(server.wait(&fired)["status"], "completed");
+    let (_, paused) = server.post("/v1/schedules/ticker/pause", ADMIN, &json!({}));
+    assert_eq!(paused["paused"], true, "{paused}");
+    let patch = json_body(&json!({"data": {"name": "Patched"}}));
+    let (status, patched) =
+        server.call("PATCH", "/v1/schedules/ticker", Some(ADMIN), Some(("application/json", &patch)));
+    assert_eq!((status, &patched["data"]["name"]), (200, &json!("Patched")), "{patched}");
+    let (_, listed) = server.get("/v1/schedules", ADMIN);
+    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1);
+    assert_eq!(server.call("DELETE", "/v1/schedules/ticker", Some(ADMIN), None).0, 200);
+    assert_eq!(server.get("/v1/schedules/ticker", ADMIN).0, 404);
+
+    // A report's artifact, listed and downloaded.
+    let report = json!({"name": "report-generation",
+                        "data": {"object": "contacts", "format": "csv", "fields": ["id"]}});
+    let (status, job) = server.post("/v1/jobs", ADMIN, &report);
+    assert_eq!(status, 201, "{job}");
+    let job = server.wait(job["id"].as_str().unwrap());
+    let id = job["result"]["artifactId"].as_str().unwrap_or_else(|| panic!("{job}"));
+    let (_, listed) = server.get("/v1/artifacts", ADMIN);
+    let listed = listed["artifacts"].as_array().unwrap();
+    assert!(listed.iter().any(|a| a["id"] == id && a["jobId"] == job["id"]), "{listed:?}");
+    let (status, shown) = server.get(&format!("/v1/artifacts/{id}"), ADMIN);
+    assert_eq!((status, &shown["sha256"]), (200, &job["result"]["sha256"]));
+    let bytes = server.raw("GET", &format!("/v1/artifacts/{id}/content"), ADMIN);
+    assert_eq!(String::from_utf8(bytes.clone()).unwrap(), "id\r\n");
+    assert_eq!(sha256_hex(&bytes), job["result"]["sha256"]);
+
+    // The audit log over HTTP: the job's entries, verification, export, checkpoint.
+    let (status, audit) = server.get(&format!("/v1/audit?job={}", job["id"].as_str().unwrap()), ADMIN);
+    assert_eq!(status, 200, "{audit}");
+    let events: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["entry"]["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["job.enqueued", "job.started", "job.completed"]);
+    let (_, verified) = server.get("/v1/audit/verify", ADMIN);
+    assert_eq!(verified["valid"], true, "{verified}");
+    let (_, checkpoint) = server.post("/v1/audit/checkpoint", ADMIN, &json!({}));
+    assert!(checkpoint["seq"].as_u64().unwrap() >= verified["count"].as_u64().unwrap());
+    let export = String::from_utf8(server.raw("GET", "/v1/audit/export", ADMIN)).unwrap();
+    let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() as u64 >= verified["count"].as_u64().unwrap());
+    assert_eq!(lines[0]["seq"], 1);
     server.stop();
 }
 

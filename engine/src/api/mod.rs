@@ -7,6 +7,8 @@
 //! OpenAPI document (`/v1/openapi.json`) are both built from that list, so
 //! the document cannot drift from what is served.
 
+mod artifacts;
+mod audit;
 pub mod auth;
 mod error;
 mod extract;
@@ -14,6 +16,7 @@ mod handlers;
 mod jobs;
 mod openapi;
 mod routes;
+mod schedules;
 
 use std::sync::Arc;
 

@@ -1,9 +1,9 @@
 //! The one list of routes, from which both the router and the OpenAPI
 //! document are built.
 
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
-use super::{ApiState, handlers, jobs, openapi};
+use super::{ApiState, artifacts, audit, handlers, jobs, openapi, schedules};
 
 /// What a route's request body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum Body {
 /// What the OpenAPI document says of a route, and what guards it.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteDoc {
-    /// `GET`, `POST`, `PUT` or `DELETE`.
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// The path, with `{name}` parameters (axum's and OpenAPI's syntax alike).
     pub path: &'static str,
@@ -135,6 +135,78 @@ pub fn all() -> Vec<Route> {
         route(
             doc("DELETE", "/v1/handlers/{name}", "handlers.upload", "Remove a handler name").tag("handlers"),
             delete(handlers::remove),
+        ),
+        route(
+            doc("POST", "/v1/schedules", "schedules.write", "Add a schedule (its id made up)")
+                .tag("schedules")
+                .body(Body::Json, 201),
+            post(schedules::create),
+        ),
+        route(
+            doc("PUT", "/v1/schedules/{id}", "schedules.write", "Add the schedule `id`")
+                .tag("schedules")
+                .body(Body::Json, 201),
+            put(schedules::create_named),
+        ),
+        route(
+            doc("PATCH", "/v1/schedules/{id}", "schedules.write", "Change a schedule (a JSON merge patch)")
+                .tag("schedules")
+                .body(Body::Json, 200),
+            patch(schedules::update),
+        ),
+        route(
+            doc("GET", "/v1/schedules", "schedules.read", "List schedules").tag("schedules"),
+            get(schedules::list),
+        ),
+        route(
+            doc("GET", "/v1/schedules/{id}", "schedules.read", "A schedule").tag("schedules"),
+            get(schedules::show),
+        ),
+        route(
+            doc("POST", "/v1/schedules/{id}/pause", "schedules.write", "Pause a schedule").tag("schedules"),
+            post(schedules::pause),
+        ),
+        route(
+            doc("POST", "/v1/schedules/{id}/resume", "schedules.write", "Resume a schedule").tag("schedules"),
+            post(schedules::resume),
+        ),
+        route(
+            doc("DELETE", "/v1/schedules/{id}", "schedules.write", "Remove a schedule").tag("schedules"),
+            delete(schedules::remove),
+        ),
+        route(
+            doc("GET", "/v1/artifacts", "artifacts.read", "List artifacts").tag("artifacts"),
+            get(artifacts::list),
+        ),
+        route(
+            doc(
+                "GET",
+                "/v1/artifacts/{id}",
+                "artifacts.read",
+                "An artifact: name, size, sha256, producing job",
+            )
+            .tag("artifacts"),
+            get(artifacts::show),
+        ),
+        route(
+            doc("GET", "/v1/artifacts/{id}/content", "artifacts.read", "Download an artifact (streamed)")
+                .tag("artifacts"),
+            get(artifacts::download),
+        ),
+        route(doc("GET", "/v1/audit", "audit.read", "Query the audit log").tag("audit"), get(audit::list)),
+        route(
+            doc("GET", "/v1/audit/verify", "audit.read", "Recompute the audit chain").tag("audit"),
+            get(audit::verify),
+        ),
+        route(
+            doc("GET", "/v1/audit/export", "audit.read", "Export entries as JSON Lines (streamed)")
+                .tag("audit"),
+            get(audit::export),
+        ),
+        route(
+            doc("POST", "/v1/audit/checkpoint", "audit.read", "The chain's current end, to check later")
+                .tag("audit"),
+            post(audit::checkpoint),
         ),
         route(
             doc("GET", "/v1/stats", "stats.read", "Counts per status and run times").tag("stats"),

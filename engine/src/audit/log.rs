@@ -58,12 +58,14 @@ pub async fn verify(store: &dyn Store, expect: &[Checkpoint]) -> Result<Verifica
 /// each, the entry exactly as stored so the lines can be verified again.
 /// Returns how many were written.
 pub async fn export(store: &dyn Store, query: AuditQuery, out: &mut impl Write) -> Result<u64, LogError> {
-    scan(store, query, |stored| {
-        write!(out, "{{\"seq\":{},\"hash\":\"{}\",\"entry\":", stored.seq, stored.hash)?;
-        out.write_all(&stored.bytes)?;
-        out.write_all(b"}\n").map_err(LogError::from)
-    })
-    .await
+    scan(store, query, |stored| export_line(stored, out).map_err(LogError::from)).await
+}
+
+/// One exported line: `{"seq", "hash", "entry"}` with the entry's stored bytes.
+pub fn export_line(stored: &StoredEntry, out: &mut impl Write) -> std::io::Result<()> {
+    write!(out, "{{\"seq\":{},\"hash\":\"{}\",\"entry\":", stored.seq, stored.hash)?;
+    out.write_all(&stored.bytes)?;
+    out.write_all(b"}\n")
 }
 
 /// Calls `f` on every entry `query` selects, in order, reading them a page
