@@ -21,9 +21,13 @@ const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jo
                       handlers.read, handlers.upload, stats.read, schedules.read, schedules.write, \
                       artifacts.read, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
 
-/// `admin` reads and writes contacts.
+/// `admin` reads and writes contacts and alone sees `salary`; `sales`
+/// reads, creates and edits its own.
 const CONTACTS: &str = "name: contacts\nobjectName: contacts\nprofiles:\n  admin: { allowRead: true, \
-                        allowCreate: true, allowEdit: true, allowDelete: true }\n";
+                        allowCreate: true, allowEdit: true, allowDelete: true }\n  sales: { allowRead: true, \
+                        allowCreate: true, allowEdit: true, viewFilters: { owner: \"{{ userId }}\" } }\n\
+                        fieldPermissions:\n  salary: { visibleTo: [admin], editableBy: [admin] }\n";
+const SALES: &str = "sales-token-for-tests";
 
 /// A spawned `objectos serve` and the address it listens on.
 struct Server {
@@ -47,9 +51,11 @@ impl Server {
         if tokens {
             config.push_str(&format!(
                 "  tokens:\n    - {{name: admin, sha256: {}, principal: {{userId: ada, profiles: [admin]}}}}\n    \
-                 - {{name: viewer, sha256: {}, principal: {{userId: vic, profiles: [viewer]}}}}\n",
+                 - {{name: viewer, sha256: {}, principal: {{userId: vic, profiles: [viewer]}}}}\n    \
+                 - {{name: sales, sha256: {}, principal: {{userId: sam, profiles: [sales]}}}}\n",
                 sha256_hex(ADMIN.as_bytes()),
-                sha256_hex(VIEWER.as_bytes())
+                sha256_hex(VIEWER.as_bytes()),
+                sha256_hex(SALES.as_bytes())
             ));
         }
         let config = write_file(dir.path(), "objectos.yaml", config.as_bytes());
@@ -320,6 +326,54 @@ fn schedules_artifacts_and_the_audit_log_over_http() {
 }
 
 #[test]
+fn records_over_http_are_what_each_principal_may_see_and_change() {
+    let mut server = Server::start(true);
+    let contacts = json!([{"name": "Ann", "salary": 1}, {"name": "Bob", "salary": 2}]);
+    let (status, inserted) = server.post("/v1/objects/contacts/records", ADMIN, &contacts);
+    assert_eq!(status, 201, "{inserted}");
+    let (status, mine) = server.post("/v1/objects/contacts/records", SALES, &json!({"name": "Sam's"}));
+    assert_eq!(status, 201, "{mine}");
+    let mine = mine["ids"][0].as_str().unwrap().to_string();
+    let (status, body) =
+        server.post("/v1/objects/contacts/records", SALES, &json!({"name": "X", "salary": 9}));
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "a hidden field cannot be written: {body}");
+
+    let (_, all) = server.get("/v1/objects/contacts/records?sort=name:desc", ADMIN);
+    let names: Vec<&str> =
+        all["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Sam's", "Bob", "Ann"]);
+    let (_, own) = server.get("/v1/objects/contacts/records", SALES);
+    let own = own["records"].as_array().unwrap();
+    assert_eq!(own.len(), 1, "sales sees its own contacts only: {own:?}");
+    assert!(own[0].get("salary").is_none());
+    let filter = "/v1/objects/contacts/records?filter=%7B%22name%22%3A%22Ann%22%7D&fields=name,salary";
+    let (_, ann) = server.get(filter, ADMIN);
+    let ann_id = inserted["ids"][0].as_str().unwrap();
+    assert_eq!(
+        ann["records"],
+        json!([{"id": ann_id, "name": "Ann", "salary": 1}]),
+        "a projection keeps the id"
+    );
+    let (_, queried) =
+        server.post("/v1/objects/contacts/query", ADMIN, &json!({"filter": {"salary": {"$gt": 1}}}));
+    assert_eq!(queried["records"].as_array().unwrap().len(), 1);
+
+    assert_eq!(server.get(&format!("/v1/objects/contacts/records/{ann_id}"), SALES).0, 404);
+    let rename = json_body(&json!({"name": "Sam (renamed)"}));
+    let path = format!("/v1/objects/contacts/records/{mine}");
+    let (status, report) = server.call("PATCH", &path, Some(SALES), Some(("application/json", &rename)));
+    assert_eq!((status, &report["changed"]), (200, &json!(1)), "{report}");
+    assert_eq!(server.get(&path, ADMIN).1["name"], "Sam (renamed)");
+    let (status, body) = server.call("DELETE", &path, Some(SALES), None);
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "sales may not delete: {body}");
+    assert_eq!(server.call("DELETE", &path, Some(ADMIN), None).0, 204);
+    let (_, objects) = server.get("/v1/objects", SALES);
+    assert_eq!(objects["objects"][0]["name"], "contacts");
+    assert!(!objects["objects"][0]["fields"].as_array().unwrap().contains(&json!("salary")));
+    server.stop();
+}
+
+#[test]
 fn every_error_status_has_the_one_shape() {
     let mut server = Server::start(true);
     let cases: Vec<(&str, (u16, Value), u16, &str)> = vec![
@@ -389,7 +443,7 @@ fn the_openapi_document_lists_every_route_served() {
         assert_eq!(op["summary"], route.summary, "{} {}", route.method, route.path);
         assert_eq!(op["x-permission"].as_str(), route.permission);
         // Served: without a token a guarded route answers 401, never the fallback's 404.
-        let path = route.path.replace("{id}", "job_x").replace("{name}", "x");
+        let path = route.path.replace("{id}", "job_x").replace("{name}", "x").replace("{object}", "contacts");
         let (status, body) = server.call(route.method, &path, None, None);
         let expected = if route.auth { 401 } else { 200 };
         assert_eq!(status, expected, "{} {path}: {body}", route.method);

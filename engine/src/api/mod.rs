@@ -15,6 +15,7 @@ mod extract;
 mod handlers;
 mod jobs;
 mod openapi;
+mod records;
 mod routes;
 mod schedules;
 

@@ -3,7 +3,7 @@
 
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
-use super::{ApiState, artifacts, audit, handlers, jobs, openapi, schedules};
+use super::{ApiState, artifacts, audit, handlers, jobs, openapi, records, schedules};
 
 /// What a route's request body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,12 @@ impl RouteDoc {
     const fn body(mut self, body: Body, success: u16) -> Self {
         self.body = body;
         self.success = success;
+        self
+    }
+
+    /// A records route: a token is needed, and object permissions decide.
+    const fn by_object(mut self) -> Self {
+        self.permission = None;
         self
     }
 
@@ -173,6 +179,49 @@ pub fn all() -> Vec<Route> {
         route(
             doc("DELETE", "/v1/schedules/{id}", "schedules.write", "Remove a schedule").tag("schedules"),
             delete(schedules::remove),
+        ),
+        route(
+            doc("GET", "/v1/objects", "", "Objects the caller can read, with the fields it sees")
+                .by_object()
+                .tag("records"),
+            get(records::objects),
+        ),
+        route(
+            doc("GET", "/v1/objects/{object}/records", "", "Find records (filter, fields, sort, paging)")
+                .by_object()
+                .tag("records"),
+            get(records::find),
+        ),
+        route(
+            doc("POST", "/v1/objects/{object}/query", "", "Find records, the query as a JSON body")
+                .by_object()
+                .tag("records")
+                .body(Body::Json, 200),
+            post(records::query),
+        ),
+        route(
+            doc("POST", "/v1/objects/{object}/records", "", "Insert a record or a list of records")
+                .by_object()
+                .tag("records")
+                .body(Body::Json, 201),
+            post(records::insert),
+        ),
+        route(
+            doc("GET", "/v1/objects/{object}/records/{id}", "", "A record").by_object().tag("records"),
+            get(records::get),
+        ),
+        route(
+            doc("PATCH", "/v1/objects/{object}/records/{id}", "", "Change a record (a merge patch)")
+                .by_object()
+                .tag("records")
+                .body(Body::Json, 200),
+            patch(records::update),
+        ),
+        route(
+            doc("DELETE", "/v1/objects/{object}/records/{id}", "", "Delete a record")
+                .by_object()
+                .tag("records"),
+            delete(records::remove),
         ),
         route(
             doc("GET", "/v1/artifacts", "artifacts.read", "List artifacts").tag("artifacts"),
