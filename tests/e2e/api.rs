@@ -245,6 +245,16 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     let (_, stats) = server.get("/v1/stats", ADMIN);
     assert_eq!(stats["jobs"]["byStatus"]["completed"], 3, "{stats}");
 
+    let metrics = String::from_utf8(server.raw("GET", "/metrics", ADMIN)).unwrap();
+    for line in [
+        "objectos_jobs{status=\"completed\"} 3",
+        "objectos_attempts_started_total{handler=\"greeter\"} 3",
+        "objectos_attempts_total{handler=\"greeter\",outcome=\"completed\"} 3",
+        "objectos_attempt_duration_seconds_count 3",
+        "# TYPE objectos_queue_lag_seconds gauge",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "`{line}` missing from:\n{metrics}");
+    }
     let (status, handlers) = server.get("/v1/handlers", ADMIN);
     assert_eq!(status, 200);
     assert!(handlers["handlers"].as_array().unwrap().iter().any(|h| h["name"] == "greeter"));

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -105,4 +105,12 @@ pub(super) async fn logs(
 pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let (counts, run) = state.node.queue.stats().await?;
     Ok(Json(json!({"jobs": counts, "runs": run})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn metrics(
+    State(state): State<ApiState>,
+) -> Result<([(header::HeaderName, &'static str); 1], String), ApiError> {
+    let text = state.node.queue.prometheus().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

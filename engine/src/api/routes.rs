@@ -261,5 +261,10 @@ pub fn all() -> Vec<Route> {
             doc("GET", "/v1/stats", "stats.read", "Counts per status and run times").tag("stats"),
             get(jobs::stats),
         ),
+        route(
+            doc("GET", "/metrics", "stats.read", "Prometheus metrics: jobs, attempts, run times, fuel, lag")
+                .tag("stats"),
+            get(jobs::metrics),
+        ),
     ]
 }

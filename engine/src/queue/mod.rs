@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, time_ordered_id};
-use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobStatus, NewJob, StatusCounts};
+use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, StatusCounts};
 use crate::principal::Principal;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CapabilitySet, Limits, Progress, Sandbox, Services};
@@ -28,7 +28,7 @@ use crate::store::{
     AccessEvent, AccessEventType, Actor, Cancelled, JobInsert, RescueRequest, Rescued, Store, StoreError,
 };
 
-pub use metrics::RunStats;
+pub use metrics::{Gauges, RunStats};
 pub use worker::{Shutdown, Workers};
 
 /// Decides what principals may do, for the queue. The permission engine
@@ -557,6 +557,28 @@ impl Queue {
     /// Counts per status, and this process's throughput and run times.
     pub async fn stats(&self) -> Result<(StatusCounts, RunStats), QueueError> {
         Ok((self.inner.store.counts().await?, self.inner.stats.snapshot()))
+    }
+
+    /// This process's counters and the queue's gauges in the Prometheus
+    /// text format.
+    pub async fn prometheus(&self) -> Result<String, QueueError> {
+        let counts = self.inner.store.counts().await?;
+        let oldest = JobQuery {
+            status: vec![JobStatus::Pending],
+            sort: JobSort::RunAtAsc,
+            limit: Some(1),
+            ..JobQuery::default()
+        };
+        let now = self.inner.clock.now();
+        let lag_seconds = self
+            .inner
+            .store
+            .list(&oldest)
+            .await?
+            .first()
+            .map_or(0.0, |job| (now - job.run_at).num_milliseconds().max(0) as f64 / 1000.0);
+        let gauges = Gauges { counts, running: self.running_count(), lag_seconds };
+        Ok(self.inner.stats.prometheus(&gauges))
     }
 
     /// Jobs running in this process now.

@@ -367,6 +367,7 @@ async fn run_job(
         }
     }
     let started_at = inner.clock.now();
+    inner.stats.started(&job.name);
 
     let outcome = match inner.registry.compiled(&job.handler_sha256).await {
         Ok(handler) => {
@@ -401,7 +402,7 @@ async fn run_job(
             progress: None,
         },
     };
-    inner.stats.record(outcome.usage.wall);
+    inner.stats.record(&job.name, outcome.kind.name(), &outcome.usage);
 
     let now = inner.clock.now();
     let released =
