@@ -383,6 +383,54 @@ fn records_over_http_are_what_each_principal_may_see_and_change() {
     server.stop();
 }
 
+/// `wasm` with a custom section naming `tag` appended: another version of
+/// the same code.
+fn another_version(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push((tag.len() + 1) as u8);
+    out.push(tag.len() as u8);
+    out.extend_from_slice(tag.as_bytes());
+    out
+}
+
+#[test]
+fn concurrent_uploads_and_enqueues_all_land() {
+    let mut server = Server::start(true);
+    let wasm = objectos_engine::examples::TEMPLATE;
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let (server, version) = (&server, another_version(wasm, &format!("v{i}")));
+            scope.spawn(move || {
+                let (status, body) = server.upload("shared", ADMIN, &version);
+                assert_eq!(status, 201, "{body}");
+            });
+        }
+        for t in 0..4 {
+            let server = &server;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let job = json!({"name": "template", "data": {"name": format!("{t}-{i}")}});
+                    let (status, body) = server.post("/v1/jobs", ADMIN, &job);
+                    assert_eq!(status, 201, "{body}");
+                }
+            });
+        }
+    });
+    let (_, shared) = server.get("/v1/handlers/shared", ADMIN);
+    assert_eq!(shared["versions"].as_array().unwrap().len(), 4, "every upload is a version: {shared}");
+    let started = Instant::now();
+    loop {
+        let (_, stats) = server.get("/v1/stats", ADMIN);
+        if stats["jobs"]["byStatus"]["completed"] == 100 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+}
+
 #[test]
 fn every_error_status_has_the_one_shape() {
     let mut server = Server::start(true);
