@@ -245,12 +245,34 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     let (_, stats) = server.get("/v1/stats", ADMIN);
     assert_eq!(stats["jobs"]["byStatus"]["completed"], 3, "{stats}");
 
+    // A failed job retried as a new job; a pending one cancelled.
+    let (_, bad) = server.post("/v1/jobs", ADMIN, &json!({"name": "greeter", "data": {"name": ""}}));
+    let bad = server.wait(bad["id"].as_str().unwrap());
+    assert_eq!(bad["status"], "failed", "{bad}");
+    let retry = format!("/v1/jobs/{}/retry", bad["id"].as_str().unwrap());
+    let (status, again) = server.post(&retry, ADMIN, &json!({}));
+    assert_eq!(status, 201, "{again}");
+    assert_ne!(again["id"], bad["id"]);
+    assert_eq!((&again["data"], &again["maxRetries"]), (&bad["data"], &bad["maxRetries"]));
+    server.wait(again["id"].as_str().unwrap());
+    let later = json!({"name": "greeter", "data": {"name": "Later"}, "runAt": "2099-01-01T00:00:00Z"});
+    let (_, later) = server.post("/v1/jobs", ADMIN, &later);
+    let cancel = format!("/v1/jobs/{}/cancel", later["id"].as_str().unwrap());
+    let (status, cancelled) = server.post(&cancel, ADMIN, &json!({}));
+    assert_eq!((status, &cancelled["status"]), (200, &json!("cancelled")), "{cancelled}");
+    let (status, body) =
+        server.post(&format!("/v1/jobs/{}/retry", job["id"].as_str().unwrap()), ADMIN, &json!({}));
+    assert_eq!((status, error_code(&body)), (409, "conflict"), "a completed job is not retried: {body}");
+
     let metrics = String::from_utf8(server.raw("GET", "/metrics", ADMIN)).unwrap();
     for line in [
         "objectos_jobs{status=\"completed\"} 3",
-        "objectos_attempts_started_total{handler=\"greeter\"} 3",
+        "objectos_jobs{status=\"failed\"} 2",
+        "objectos_jobs{status=\"cancelled\"} 1",
+        "objectos_attempts_started_total{handler=\"greeter\"} 5",
         "objectos_attempts_total{handler=\"greeter\",outcome=\"completed\"} 3",
-        "objectos_attempt_duration_seconds_count 3",
+        "objectos_attempts_total{handler=\"greeter\",outcome=\"handler-error\"} 2",
+        "objectos_attempt_duration_seconds_count 5",
         "# TYPE objectos_queue_lag_seconds gauge",
     ] {
         assert!(metrics.lines().any(|l| l == line), "`{line}` missing from:\n{metrics}");

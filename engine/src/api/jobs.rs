@@ -92,6 +92,39 @@ pub(super) async fn cancel(
     Ok(Json(state.node.queue.cancel(&id).await?))
 }
 
+/// `POST /v1/jobs/{id}/retry`: a failed or cancelled job enqueued again
+/// as a new job — the same handler, data and options, as the same
+/// principal (which needs `jobs.impersonate` if that is not the caller),
+/// on the handler's current version; 201 with the new job.
+pub(super) async fn retry(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let job = state.node.queue.get(&id).await?;
+    if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}: only a failed or cancelled job can be retried",
+            job.status.as_str()
+        )));
+    }
+    let again = NewJob {
+        name: job.name,
+        data: job.data,
+        priority: job.priority,
+        max_retries: Some(job.max_retries),
+        backoff: Some(job.backoff),
+        timeout: Some(job.timeout),
+        fuel: Some(job.fuel),
+        memory: Some(job.memory),
+        run_at: None,
+        unique_key: job.unique_key,
+        run_as: (job.run_as != caller.principal).then_some(job.run_as),
+    };
+    let again = state.node.queue.enqueue(&caller.principal, again).await?;
+    Ok((StatusCode::CREATED, Json(again)))
+}
+
 /// `GET /v1/jobs/{id}/logs`: each attempt with its log lines.
 pub(super) async fn logs(
     State(state): State<ApiState>,

@@ -120,6 +120,17 @@ pub fn all() -> Vec<Route> {
             post(jobs::cancel),
         ),
         route(
+            doc(
+                "POST",
+                "/v1/jobs/{id}/retry",
+                "jobs.enqueue",
+                "Run a failed or cancelled job again, as a new job",
+            )
+            .tag("jobs")
+            .body(Body::None, 201),
+            post(jobs::retry),
+        ),
+        route(
             doc("GET", "/v1/jobs/{id}/logs", "jobs.read", "A job's attempts and logs").tag("jobs"),
             get(jobs::logs),
         ),
