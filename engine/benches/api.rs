@@ -32,6 +32,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "bench-token";
+const SYSTEM: &str = "name: bench\nsystem:\n  profiles:\n    admin: [jobs.enqueue, jobs.read, handlers.upload, handlers.read]\n";
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -125,8 +126,12 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
+        let permissions = dir.path().join("permissions");
+        std::fs::create_dir_all(&permissions).expect("permissions dir");
+        std::fs::write(permissions.join("system.yaml"), SYSTEM).expect("write set");
         let mut config = EngineConfig {
             data_dir: dir.path().join("data"),
+            permissions: Some(permissions),
             workers: WorkersConfig { concurrency: 16, ..Default::default() },
             ..Default::default()
         };

@@ -39,14 +39,16 @@ struct Server {
 }
 
 impl Server {
-    /// A server with the two test tokens (or, with `tokens` false, none
-    /// configured) and a 1 MiB upload limit.
+    /// A server with the test tokens and permission sets (or, with `tokens`
+    /// false, as on a first start: neither) and a 1 MiB upload limit.
     fn start(tokens: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let permissions = dir.path().join("permissions");
         std::fs::create_dir_all(&permissions).unwrap();
-        write_file(&permissions, "system.yaml", SYSTEM.as_bytes());
-        write_file(&permissions, "contacts.yaml", CONTACTS.as_bytes());
+        if tokens {
+            write_file(&permissions, "system.yaml", SYSTEM.as_bytes());
+            write_file(&permissions, "contacts.yaml", CONTACTS.as_bytes());
+        }
         let mut config = format!("permissions: {}\napi:\n  maxUploadBytes: 1048576\n", permissions.display());
         if tokens {
             config.push_str(&format!(
@@ -539,6 +541,11 @@ fn the_first_start_creates_an_admin_token_shown_once() {
     let stored = std::fs::read_to_string(server.data.join("api-tokens.json")).unwrap();
     assert!(!stored.contains(token), "only its digest is stored");
     assert_eq!(server.get("/v1/handlers", token).0, 200);
+    let (status, job) =
+        server.post("/v1/jobs", token, &json!({"name": "template", "data": {"name": "First"}}));
+    assert_eq!(status, 201, "the admin token may do everything: {job}");
+    let set = std::fs::read_to_string(server.data.parent().unwrap().join("permissions/admin.yaml")).unwrap();
+    assert!(set.contains("handlers.upload"), "{set}");
     let log = server.stop();
     assert_eq!(log.matches(token).count(), 1, "the token is printed once and never logged");
 }

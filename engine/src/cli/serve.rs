@@ -15,6 +15,7 @@ use clap::Args;
 use objectos_engine::api;
 use objectos_engine::config::{ENV_VARS, EngineConfig, LogFormat};
 use objectos_engine::node::Node;
+use objectos_engine::permissions::sets::SYSTEM_PERMISSIONS;
 
 /// Run the engine: workers, leases, retention, on the embedded SQLite database.
 #[derive(Debug, Args)]
@@ -102,6 +103,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "Created an admin API token (shown once; only its sha256 is stored in {}):\n  {token}",
                 node.config.data_dir.join(api::auth::TOKEN_FILE).display()
             );
+            if let Some(file) = bootstrap_admin_set(&node)? {
+                eprintln!("Created {}: profile `admin` holds every system permission.", file.display());
+            }
         }
         let audit = node.start_audit();
         let workers = node.queue.start();
@@ -147,6 +151,30 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         audit.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// On a first start with no permission sets at all, the admin token just
+/// created would be refused everything: writes a set giving profile
+/// `admin` every system permission, where the operator sees and edits it.
+fn bootstrap_admin_set(node: &Node) -> anyhow::Result<Option<PathBuf>> {
+    let (dir, _) = node.config.permissions_dir();
+    let has_sets = std::fs::read_dir(&dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.path().extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+    });
+    if has_sets {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("admin.yaml");
+    let set = format!(
+        "# Written by the first `objectos serve`: the admin API token's profile may do\n\
+         # everything the engine offers. Object permissions (records) are sets of their own.\n\
+         name: admin\nsystem:\n  profiles:\n    admin: [{}]\n",
+        SYSTEM_PERMISSIONS.join(", ")
+    );
+    std::fs::write(&file, set).with_context(|| format!("writing {}", file.display()))?;
+    node.permissions.reload().map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(Some(file))
 }
 
 /// How often the permission directory is checked for changed files.
