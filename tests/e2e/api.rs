@@ -176,7 +176,7 @@ impl Server {
             if ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
                 return job;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "job never finished: {job}");
+            assert!(started.elapsed() < Duration::from_secs(120), "job never finished: {job}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -200,7 +200,8 @@ fn wait_for_address(log: &Path) -> String {
         if let Some(at) = text.find("listen=") {
             return text[at + 7..].split_whitespace().next().unwrap().to_string();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "serve never listened:\n{text}");
+        // A first start compiles every built-in and example: slow on a busy machine.
+        assert!(started.elapsed() < Duration::from_secs(180), "serve never listened:\n{text}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -231,6 +232,7 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     let done = server.wait(job["id"].as_str().unwrap());
     assert_eq!(done["status"], "completed", "{done}");
     assert!(done["result"].is_object(), "{done}");
+    assert!(done["attemptLog"][0]["usage"]["peakMemory"].as_u64().unwrap() > 0, "{done}");
     let (status, logs) = server.get(&format!("/v1/jobs/{}/logs", job["id"].as_str().unwrap()), VIEWER);
     assert_eq!(status, 200);
     assert_eq!(logs["attempts"].as_array().unwrap().len(), 1, "{logs}");
@@ -311,7 +313,7 @@ fn schedules_artifacts_and_the_audit_log_over_http() {
         if let Some(job) = schedule["lastJobId"].as_str() {
             break job.to_string();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "never fired: {schedule}");
+        assert!(started.elapsed() < Duration::from_secs(120), "never fired: {schedule}");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(server.wait(&fired)["status"], "completed");
@@ -449,7 +451,7 @@ fn concurrent_uploads_and_enqueues_all_land() {
         if stats["jobs"]["byStatus"]["completed"] == 100 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{stats}");
+        assert!(started.elapsed() < Duration::from_secs(180), "{stats}");
         std::thread::sleep(Duration::from_millis(50));
     }
     server.stop();

@@ -100,7 +100,7 @@ fn json_output_is_one_document() {
     assert_eq!(report["message"], "nope");
     assert_eq!(report["exitCode"], 11);
     assert!(report["usage"]["fuel"].as_u64().unwrap() > 0);
-    assert!(report["usage"]["peak_memory"].as_u64().unwrap() > 0);
+    assert!(report["usage"]["peakMemory"].as_u64().unwrap() > 0);
 }
 
 #[test]

@@ -154,8 +154,9 @@ impl std::fmt::Display for OutcomeKind {
     }
 }
 
-/// What a run cost.
+/// What a run cost. In JSON: `{"fuel", "wall" (milliseconds), "peakMemory" (bytes)}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Usage {
     /// Fuel consumed (roughly, wasm instructions executed).
     pub fuel: u64,
@@ -163,6 +164,8 @@ pub struct Usage {
     #[serde(with = "millis")]
     pub wall: Duration,
     /// The largest total linear memory the instance had, in bytes.
+    /// (Attempts stored before the API spelled it `peak_memory`.)
+    #[serde(alias = "peak_memory")]
     pub peak_memory: u64,
 }
 
