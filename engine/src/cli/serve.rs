@@ -15,7 +15,7 @@ use clap::Args;
 use objectos_engine::api;
 use objectos_engine::config::{ENV_VARS, EngineConfig, LogFormat};
 use objectos_engine::node::Node;
-use objectos_engine::permissions::sets::SYSTEM_PERMISSIONS;
+use objectos_engine::permissions::sets::{SYSTEM_PERMISSIONS, is_set_file};
 
 /// Run the engine: workers, leases, retention, on the embedded SQLite database.
 #[derive(Debug, Args)]
@@ -158,9 +158,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// `admin` every system permission, where the operator sees and edits it.
 fn bootstrap_admin_set(node: &Node) -> anyhow::Result<Option<PathBuf>> {
     let (dir, _) = node.config.permissions_dir();
-    let has_sets = std::fs::read_dir(&dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.path().extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
-    });
+    let has_sets =
+        std::fs::read_dir(&dir).is_ok_and(|entries| entries.flatten().any(|e| is_set_file(&e.path())));
     if has_sets {
         return Ok(None);
     }

@@ -178,14 +178,17 @@ impl PermissionSet {
     }
 }
 
+/// Whether `path` names a permission set file (`*.yaml` or `*.yml`).
+pub fn is_set_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")
+}
+
 /// Every `*.yaml` and `*.yml` file of `dir`, parsed, in file-name order.
 pub fn load_dir(dir: &Path) -> Result<Vec<PermissionSet>, LoadError> {
     let fail = |path: &Path, message: String| LoadError { path: path.to_path_buf(), line: None, message };
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e.to_string()))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|entry| entry.ok().map(|e| e.path())).filter(|p| is_set_file(p)).collect();
     paths.sort();
     let mut sets = Vec::with_capacity(paths.len());
     for path in paths {

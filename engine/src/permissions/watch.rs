@@ -16,7 +16,7 @@ pub(super) fn signature(dir: &Path) -> Signature {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Signature = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+        .filter(|e| super::sets::is_set_file(&e.path()))
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
             Some((e.path(), meta.len(), meta.modified().ok()))
