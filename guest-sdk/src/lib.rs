@@ -61,6 +61,7 @@ pub mod log;
 pub mod records;
 #[doc(hidden)]
 pub mod runtime;
+pub mod time;
 
 pub use context::{Context, Principal};
 pub use error::{Error, HostError};

@@ -21,12 +21,10 @@
 mod manifest;
 mod scan;
 pub mod tar;
-mod time;
 mod write;
 
 pub use manifest::{FORMAT, FORMAT_VERSION, Manifest, Metadata, ObjectSummary, Scope};
 pub use scan::{ArchiveError, Chunk, Scanned, scan};
-pub use time::utc_now;
 pub use write::ArchiveWriter;
 
 /// The manifest's path in the archive.

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use backup_archive::{ArchiveWriter, FORMAT, FORMAT_VERSION, Manifest, Metadata, Scope, utc_now};
+use backup_archive::{ArchiveWriter, FORMAT, FORMAT_VERSION, Manifest, Metadata, Scope};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use objectos_guest::artifacts::ArtifactWriter;
@@ -144,7 +144,8 @@ impl Handler for Backup {
 
     fn run(ctx: &Context, input: Input) -> Result<Output, Error> {
         let objects = chosen(ctx, input.objects)?;
-        let (mtime, created_at) = utc_now();
+        let started = objectos_guest::time::now();
+        let (mtime, created_at) = (started.unix_seconds, started.rfc3339());
         let user = &ctx.principal.user_id;
         let manifest = Manifest {
             format: FORMAT.into(),

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use objectos_guest::records::{self, Filter, Query, Record};
+use objectos_guest::time::{self, civil_from_days, days_from_civil};
 use objectos_guest::{Context, Error, Handler, Value, export_handler, json, progress};
 use serde::{Deserialize, Serialize};
 
@@ -144,29 +145,6 @@ fn cutoff(enqueued_at: &str, days: i64) -> Option<String> {
     Some(format!("{y:04}-{m:02}-{d:02}T{time}"))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Cleans one object, batch by batch.
 fn clean(object: &str, settings: &Settings) -> Result<ObjectReport, Error> {
     let mut old = Filter::lt(&settings.date_field, &settings.cutoff);
@@ -183,7 +161,7 @@ fn clean(object: &str, settings: &Settings) -> Result<ObjectReport, Error> {
         if !ids.is_empty() && !settings.dry_run {
             let batch = Filter::one_of("id", &ids);
             let written = if settings.soft_delete {
-                records::update(object, batch, &json!({"deleted_at": now()}))?
+                records::update(object, batch, &json!({"deleted_at": time::now().rfc3339()}))?
             } else {
                 records::delete(object, batch)?
             };
@@ -201,22 +179,6 @@ fn clean(object: &str, settings: &Settings) -> Result<ObjectReport, Error> {
         report.would_delete = Some(report.matched);
     }
     Ok(report)
-}
-
-/// Now, as RFC 3339 UTC with milliseconds (the engine's own format), for
-/// `deleted_at`.
-fn now() -> String {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seconds = since.as_secs() as i64;
-    let (y, m, d) = civil_from_days(seconds.div_euclid(86_400));
-    let s = seconds.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        since.subsec_millis()
-    )
 }
 
 struct DataCleanup;
