@@ -73,8 +73,13 @@ impl StoredArtifacts {
 
     /// The bytes of a sealed artifact, chunk by chunk.
     pub async fn reader(&self, id: &str) -> Result<ChunkReader, HostError> {
-        self.sealed(id).await?;
-        Ok(ChunkReader { store: self.store.clone(), id: id.into(), next: 0, buffered: Vec::new(), at: 0 })
+        Ok(self.reader_of(&self.sealed(id).await?))
+    }
+
+    /// The bytes of the artifact `record` describes, already known to be
+    /// sealed, chunk by chunk.
+    pub fn reader_of(&self, record: &ArtifactRecord) -> ChunkReader {
+        ChunkReader { store: self.store.clone(), id: record.id.clone(), next: 0, buffered: Vec::new(), at: 0 }
     }
 
     /// The whole of a sealed artifact, in memory: for small ones; stream

@@ -59,7 +59,7 @@ pub(super) async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = sealed(&state, &id).await?;
-    let reader = state.node.artifacts.reader(&id).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let reader = state.node.artifacts.reader_of(&record);
     let chunks = futures_util::stream::try_unfold(reader, |mut reader| async move {
         let bytes = reader.read(SEND).await.map_err(|e: HostError| std::io::Error::other(e.to_string()))?;
         Ok::<_, std::io::Error>((!bytes.is_empty()).then_some((bytes, reader)))

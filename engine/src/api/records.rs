@@ -25,6 +25,12 @@ impl From<HostError> for ApiError {
     }
 }
 
+/// 404 for a record that does not exist or that the caller cannot see
+/// (the two are not told apart).
+fn unseen(object: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("no record `{id}` of `{object}` that you can see"))
+}
+
 fn actor(caller: &Caller) -> Actor {
     Actor::user(caller.principal.clone())
 }
@@ -112,11 +118,7 @@ pub(super) async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let query = Query { filter: Some(json!({"id": id})), limit: Some(1), ..Query::default() };
     let page = state.node.records.find(&actor(&caller), &object, query).await?;
-    page.records
-        .into_iter()
-        .next()
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no record `{id}` of `{object}` that you can see")))
+    page.records.into_iter().next().map(Json).ok_or_else(|| unseen(&object, &id))
 }
 
 /// `POST /v1/objects/{object}/records`: one record (an object) or several
@@ -147,7 +149,7 @@ pub(super) async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let report = state.node.records.update(&actor(&caller), &object, json!({"id": id}), patch).await?;
     if report.matched == 0 {
-        return Err(ApiError::not_found(format!("no record `{id}` of `{object}` that you can see")));
+        return Err(unseen(&object, &id));
     }
     if report.skipped > 0 {
         return Err(ApiError::forbidden(format!("you may not edit record `{id}` of `{object}`")));
@@ -163,7 +165,7 @@ pub(super) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let report = state.node.records.delete(&actor(&caller), &object, json!({"id": id})).await?;
     match (report.matched, report.skipped) {
-        (0, _) => Err(ApiError::not_found(format!("no record `{id}` of `{object}` that you can see"))),
+        (0, _) => Err(unseen(&object, &id)),
         (_, 0) => Ok(StatusCode::NO_CONTENT),
         _ => Err(ApiError::forbidden(format!("you may not delete record `{id}` of `{object}`"))),
     }

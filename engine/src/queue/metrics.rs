@@ -34,10 +34,16 @@ pub struct RunStats {
     pub p99_ms: f64,
 }
 
+/// One lock for both, taken once per attempt start and once per finish.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    recent: Mutex<Recent>,
-    tallies: Mutex<Tallies>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    recent: Recent,
+    tallies: Tallies,
 }
 
 /// Counters since the process started.
@@ -84,21 +90,23 @@ struct Recent {
 }
 
 impl Metrics {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn started(&self, handler: &str) {
-        self.tallies.lock().unwrap_or_else(|e| e.into_inner()).handler(handler).started += 1;
+        self.state().tallies.handler(handler).started += 1;
     }
 
     pub(crate) fn record(&self, handler: &str, outcome: &'static str, usage: &Usage) {
         let wall = usage.wall;
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.total += 1;
-            recent.runs.push_back((Instant::now(), wall));
-            if recent.runs.len() > WINDOW {
-                recent.runs.pop_front();
-            }
+        let mut state = self.state();
+        let State { recent, tallies } = &mut *state;
+        recent.total += 1;
+        recent.runs.push_back((Instant::now(), wall));
+        if recent.runs.len() > WINDOW {
+            recent.runs.pop_front();
         }
-        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         let seconds = wall.as_secs_f64();
         let bucket = BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(BUCKETS.len());
         tallies.buckets[bucket] += 1;
@@ -110,7 +118,8 @@ impl Metrics {
 
     /// The Prometheus text exposition of this process's counters and `gauges`.
     pub(crate) fn prometheus(&self, gauges: &Gauges) -> String {
-        let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state();
+        let tallies = &state.tallies;
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &mut dyn FnMut(&mut String)| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -168,11 +177,12 @@ impl Metrics {
     }
 
     pub(crate) fn attempts(&self) -> u64 {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.state().recent.total
     }
 
     pub(crate) fn snapshot(&self) -> RunStats {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state();
+        let recent = &state.recent;
         let minute_ago = Instant::now().checked_sub(Duration::from_secs(60));
         let last_minute = recent.runs.iter().filter(|(at, _)| minute_ago.is_none_or(|m| *at >= m)).count();
         let mut walls: Vec<Duration> = recent.runs.iter().map(|(_, wall)| *wall).collect();
