@@ -12,7 +12,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(cli::EXIT_ERROR)
+            let exit = error.downcast_ref::<cli::Failure>().map_or(cli::EXIT_ERROR, |f| f.exit);
+            ExitCode::from(exit)
         }
     }
 }

@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 
 use crate::support::{objectos, write_file};
 
-const ADMIN: &str = "admin-token-for-tests";
-const VIEWER: &str = "viewer-token-for-tests";
+pub(crate) const ADMIN: &str = "admin-token-for-tests";
+pub(crate) const VIEWER: &str = "viewer-token-for-tests";
 
 /// `admin` holds every API permission; `viewer` may only read jobs.
-const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.enqueue, jobs.cancel, \
+const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.enqueue, jobs.cancel, records.import, \
                       handlers.read, handlers.upload, stats.read, schedules.read, schedules.write, \
                       artifacts.read, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
 
@@ -27,13 +27,13 @@ const CONTACTS: &str = "name: contacts\nobjectName: contacts\nprofiles:\n  admin
                         allowCreate: true, allowEdit: true, allowDelete: true }\n  sales: { allowRead: true, \
                         allowCreate: true, allowEdit: true, viewFilters: { owner: \"{{ userId }}\" } }\n\
                         fieldPermissions:\n  salary: { visibleTo: [admin], editableBy: [admin] }\n";
-const SALES: &str = "sales-token-for-tests";
+pub(crate) const SALES: &str = "sales-token-for-tests";
 
 /// A spawned `objectos serve` and the address it listens on.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
-    data: std::path::PathBuf,
+    pub(crate) address: String,
+    pub(crate) data: std::path::PathBuf,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -41,7 +41,7 @@ struct Server {
 impl Server {
     /// A server with the test tokens and permission sets (or, with `tokens`
     /// false, as on a first start: neither) and a 1 MiB upload limit.
-    fn start(tokens: bool) -> Self {
+    pub(crate) fn start(tokens: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let permissions = dir.path().join("permissions");
         std::fs::create_dir_all(&permissions).unwrap();
@@ -182,7 +182,7 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM (its data directory stays until it is dropped).
-    fn stop(&mut self) -> String {
+    pub(crate) fn stop(&mut self) -> String {
         let pid = self.child.id().to_string();
         assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let exit = self.child.wait().unwrap();

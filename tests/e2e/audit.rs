@@ -29,12 +29,13 @@ fn audit_commands_list_export_checkpoint_and_catch_tampering() {
 
     let listed = audit(&data_dir, &["ls", "--resource", "schedules/nightly", "--json"]);
     assert!(listed.status.success());
-    let entries: Vec<Value> = serde_json::from_str(&stdout(&listed)).unwrap();
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let entries: Vec<&Value> = listed["entries"].as_array().unwrap().iter().map(|e| &e["entry"]).collect();
     let events: Vec<&str> = entries.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["schedule.created", "schedule.paused"]);
     assert!(entries.iter().all(|e| e["actor"]["userId"].is_string() && e["outcome"] == "success"));
     let table = stdout(&audit(&data_dir, &["ls", "--event", "schedule.paused"]));
-    assert!(table.starts_with("    SEQ  AT") && table.contains("schedule.paused"), "{table}");
+    assert!(table.starts_with("SEQ  AT") && table.contains("schedule.paused"), "{table}");
 
     let export = audit(&data_dir, &["export"]);
     let lines: Vec<Value> = stdout(&export).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -4,9 +4,11 @@
 
 mod api;
 mod audit;
+mod cli;
 mod cli_run;
 mod examples;
 mod guest_sdk;
 mod schedule;
 mod serve;
+mod snapshot;
 mod support;

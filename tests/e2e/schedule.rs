@@ -32,7 +32,11 @@ fn schedules_are_added_listed_paused_resumed_and_removed() {
     assert!(String::from_utf8_lossy(&zone.stderr).contains("unknown time zone `Moon/Base`"));
     let handler = schedule(&data, &["add", "--cron", "* * * * *", "--handler", "nope"]);
     assert!(String::from_utf8_lossy(&handler.stderr).contains("unknown handler `nope`"));
-    assert_eq!(json_of(&schedule(&data, &["ls", "--json"])), serde_json::json!([]), "nothing stored");
+    assert_eq!(
+        json_of(&schedule(&data, &["ls", "--json"])),
+        serde_json::json!({"schedules": []}),
+        "nothing stored"
+    );
 
     let added = json_of(&schedule(
         &data,

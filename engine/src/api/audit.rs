@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::extract::QueryParams;
 use super::{ApiError, ApiState};
-use crate::audit::{AuditEntry, Checkpoint, Verification, log};
+use crate::audit::{AuditEntry, Checkpoint, log};
 use crate::store::AuditQuery;
 
 #[derive(Deserialize, Default)]
@@ -66,14 +66,34 @@ pub(super) async fn list(
     Ok(Json(json!({"entries": entries})))
 }
 
-/// `GET /v1/audit/verify`: the chain recomputed from the stored bytes.
-pub(super) async fn verify(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// The query string of `GET /v1/audit/verify`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyParams {
+    /// Checkpoints written earlier, `seq:hash` separated by commas.
+    checkpoints: Option<String>,
+}
+
+/// `GET /v1/audit/verify?checkpoints=seq:hash,…`: the chain recomputed from
+/// the stored bytes; each checkpoint must still be reached with its hash.
+pub(super) async fn verify(
+    State(state): State<ApiState>,
+    QueryParams(params): QueryParams<VerifyParams>,
+) -> Result<Json<Value>, ApiError> {
+    let expect = params
+        .checkpoints
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|text| {
+            let (seq, hash) = text.split_once(':').unwrap_or((text, ""));
+            match seq.parse() {
+                Ok(seq) if !hash.is_empty() => Ok(Checkpoint { seq, hash: hash.to_string() }),
+                _ => Err(ApiError::bad_request(format!("checkpoints: `{text}` is not `seq:hash`"))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     caught_up(&state).await?;
-    let verdict = match log::verify(&**state.node.queue.store(), &[]).await? {
-        Verification::Valid { count, head } => json!({"valid": true, "count": count, "head": head}),
-        Verification::Broken { seq, reason } => json!({"valid": false, "seq": seq, "reason": reason}),
-    };
-    Ok(Json(verdict))
+    Ok(Json(log::verify(&**state.node.queue.store(), &expect).await?.to_json()))
 }
 
 /// `POST /v1/audit/checkpoint`: the current end of the chain, to keep and

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, ApiState, Caller};
-use crate::sandbox::{HostError, Query, RecordsService};
+use crate::sandbox::{HostError, ImportReport, OnConflict, Query, RecordsService};
 use crate::store::Actor;
 
 impl From<HostError> for ApiError {
@@ -138,6 +138,28 @@ pub(super) async fn insert(
     };
     let ids = state.node.records.insert(&actor(&caller), &object, records).await?;
     Ok((StatusCode::CREATED, Json(json!({"ids": ids}))))
+}
+
+/// The query string of an import.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ImportParams {
+    on_conflict: Option<OnConflict>,
+}
+
+/// `POST /v1/objects/{object}/import?onConflict=fail|skip|replace`: records
+/// with their system fields (ids, owners, timestamps) as given, as a
+/// backup or an export holds them; needs `records.import` and create
+/// permission; all or none.
+pub(super) async fn import(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(object): Path<String>,
+    QueryParams(params): QueryParams<ImportParams>,
+    JsonBody(records): JsonBody<Vec<Value>>,
+) -> Result<Json<ImportReport>, ApiError> {
+    let on_conflict = params.on_conflict.unwrap_or(OnConflict::Fail);
+    Ok(Json(state.node.records.import(&actor(&caller), &object, records, on_conflict).await?))
 }
 
 /// `PATCH /v1/objects/{object}/records/{id}`: a merge patch of the record.

@@ -218,6 +218,18 @@ pub fn all() -> Vec<Route> {
             post(records::insert),
         ),
         route(
+            doc(
+                "POST",
+                "/v1/objects/{object}/import",
+                "",
+                "Import records with their ids and system fields (records.import; onConflict=fail|skip|replace)",
+            )
+            .by_object()
+            .tag("records")
+            .body(Body::Json, 200),
+            post(records::import),
+        ),
+        route(
             doc("GET", "/v1/objects/{object}/records/{id}", "", "A record").by_object().tag("records"),
             get(records::get),
         ),

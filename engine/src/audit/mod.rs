@@ -171,6 +171,21 @@ pub enum Verification {
     },
 }
 
+impl Verification {
+    /// The verdict as the API and `objectos audit verify --json` print it:
+    /// `{"valid": true, "count", "head"}` or `{"valid": false, "seq", "reason"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Verification::Valid { count, head } => {
+                serde_json::json!({"valid": true, "count": count, "head": head})
+            }
+            Verification::Broken { seq, reason } => {
+                serde_json::json!({"valid": false, "seq": seq, "reason": reason})
+            }
+        }
+    }
+}
+
 /// Checks stored entries one at a time, in order, so a log of any length
 /// is verified in pages with constant memory.
 #[derive(Debug, Clone)]

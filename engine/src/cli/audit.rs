@@ -1,8 +1,8 @@
-//! `objectos audit`: read, export, checkpoint and verify the audit log of a
-//! local data directory. Each command first appends what the outboxes hold
-//! (so the log covers every change committed so far), which is safe while
-//! `objectos serve` feeds the same log: appends chain onto the head or are
-//! retried.
+//! `objectos audit`: read, export, checkpoint and verify the audit log, of
+//! a server or (with `--data-dir`) of a local data directory. Either way the
+//! log first takes in what the outboxes hold (so it covers every change
+//! committed so far), which is safe while `objectos serve` feeds the same
+//! log: appends chain onto the head or are retried.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,15 +11,19 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use objectos_engine::audit::{AuditEntry, Checkpoint, Verification, log};
+use objectos_engine::audit::{AuditEntry, Checkpoint, log};
 use objectos_engine::config::{EngineConfig, parse_span};
 use objectos_engine::node::Node;
 use objectos_engine::store::AuditQuery;
+use serde_json::{Value, json};
+
+use super::Globals;
+use super::output::{self, Table, Tone};
 
 /// Exit code when the log does not verify.
 pub const EXIT_BROKEN: u8 = 3;
 
-/// List, export, checkpoint and verify the audit log of a data directory.
+/// List, export, checkpoint and verify the audit log.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     objectos audit ls --event permission.denied --since 24h\n  \
@@ -27,12 +31,9 @@ pub const EXIT_BROKEN: u8 = 3;
     objectos audit verify --checkpoint audit-2026-11.checkpoint\n  \
     objectos audit export --job job_01J… > job.jsonl")]
 pub struct AuditArgs {
-    /// The data directory (default ./objectos-data).
+    /// Work on this local data directory instead of a server.
     #[arg(long, value_name = "DIR", env = "OBJECTOS_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     action: Action,
 }
@@ -107,6 +108,22 @@ struct Filter {
 }
 
 impl Filter {
+    /// The filter as the API's query string.
+    fn params(&self, limit: usize) -> Vec<(&'static str, String)> {
+        let time = |at: &DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut params = vec![("limit", limit.to_string())];
+        params.extend(self.event.clone().map(|v| ("event", v)));
+        params.extend(self.job.clone().map(|v| ("job", v)));
+        params.extend(self.actor.clone().map(|v| ("actor", v)));
+        params.extend(self.resource.clone().map(|v| ("resource", v)));
+        params.extend(self.since.as_ref().map(|at| ("since", time(at))));
+        params.extend(self.until.as_ref().map(|at| ("until", time(at))));
+        if self.after > 0 {
+            params.push(("after", self.after.to_string()));
+        }
+        params
+    }
+
     fn query(self, limit: usize) -> AuditQuery {
         AuditQuery {
             after: self.after,
@@ -130,127 +147,176 @@ fn when(text: &str) -> Result<DateTime<Utc>, String> {
     Ok(Utc::now() - chrono::Duration::from_std(span).map_err(|e| e.to_string())?)
 }
 
-pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub fn audit(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match args.data_dir {
+        Some(dir) => local(args.action, dir, globals.json),
+        None => remote(args.action, globals),
+    }
+}
+
+fn local(action: Action, data_dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let mut config = EngineConfig::default();
     config.apply_env(|name| std::env::var(name).ok())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
+    config.data_dir = data_dir;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = Node::open_beside(config)?;
         node.auditor.catch_up().await.context("appending new events to the audit log")?;
         let store = node.queue.store();
-        match args.action {
+        match action {
             Action::Ls { filter, limit } => {
-                let entries = store.audit_entries(filter.query(limit)).await?;
-                let entries: Vec<AuditEntry> =
-                    entries.iter().map(|e| serde_json::from_slice(&e.bytes)).collect::<Result<_, _>>()?;
-                if args.json {
-                    println!("{}", serde_json::to_string_pretty(&entries)?);
-                } else {
-                    print_table(&entries);
-                }
+                let stored = store.audit_entries(filter.query(limit)).await?;
+                let entries = stored
+                    .iter()
+                    .map(|e| Ok(json!({"seq": e.seq, "hash": e.hash, "entry": serde_json::from_slice::<Value>(&e.bytes)?})))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                print_entries(&json!({"entries": entries}), json)?;
             }
             Action::Verify { checkpoint } => {
-                let expect = checkpoint.iter().map(read_checkpoint).collect::<anyhow::Result<Vec<_>>>()?;
-                let verdict = log::verify(&**store, &expect).await?;
-                let broken = matches!(verdict, Verification::Broken { .. });
-                print_verdict(&verdict, expect.len(), args.json)?;
-                if broken {
-                    return Ok(ExitCode::from(EXIT_BROKEN));
-                }
+                let expect = read_checkpoints(&checkpoint)?;
+                let verdict = log::verify(&**store, &expect).await?.to_json();
+                return print_verdict(&verdict, expect.len(), json);
             }
             Action::Export { filter, out } => {
                 let query = filter.query(log::PAGE);
-                let destination: Box<dyn std::io::Write> = match &out {
-                    Some(path) => Box::new(
-                        std::fs::File::create(path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    ),
-                    None => Box::new(std::io::stdout().lock()),
-                };
-                let mut writer = std::io::BufWriter::new(destination);
+                let mut writer = std::io::BufWriter::new(destination(out.as_ref())?);
                 let written = log::export(&**store, query, &mut writer).await?;
                 writer.flush()?;
                 if let Some(path) = out {
                     eprintln!("exported {written} entries to {}", path.display());
                 }
             }
-            Action::Checkpoint { out } => {
-                let checkpoint = log::checkpoint(&**store).await?;
-                let text = serde_json::to_string(&checkpoint)?;
-                if let Some(path) = out {
-                    std::fs::write(&path, format!("{text}\n"))
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-                println!("{text}");
-            }
+            Action::Checkpoint { out } => print_checkpoint(&log::checkpoint(&**store).await?, out)?,
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn read_checkpoint(path: &PathBuf) -> anyhow::Result<Checkpoint> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
-        format!("{} is not a checkpoint (expected {{\"seq\": N, \"hash\": \"…\"}})", path.display())
+fn remote(action: Action, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let client = globals.client()?;
+    match action {
+        Action::Ls { filter, limit } => {
+            print_entries(&client.get("/v1/audit", &filter.params(limit))?, globals.json)?;
+        }
+        Action::Verify { checkpoint } => {
+            let expect = read_checkpoints(&checkpoint)?;
+            let list: Vec<String> = expect.iter().map(|c| format!("{}:{}", c.seq, c.hash)).collect();
+            let query = if list.is_empty() { vec![] } else { vec![("checkpoints", list.join(","))] };
+            let spinner = output::spinner("verifying the audit chain");
+            let verdict = client.get("/v1/audit/verify", &query);
+            spinner.finish_and_clear();
+            return print_verdict(&verdict?, expect.len(), globals.json);
+        }
+        Action::Export { filter, out } => {
+            let mut download = client.download("/v1/audit/export", &filter.params(1000))?;
+            let mut writer = std::io::BufWriter::new(destination(out.as_ref())?);
+            let bar = output::byte_bar(None, "exporting the audit log");
+            let copied = std::io::copy(&mut bar.wrap_read(&mut download.body), &mut writer)?;
+            writer.flush()?;
+            bar.finish_and_clear();
+            if let Some(path) = out {
+                eprintln!("exported {} to {}", output::bytes(copied), path.display());
+            }
+        }
+        Action::Checkpoint { out } => {
+            let checkpoint: Checkpoint = serde_json::from_value(client.post("/v1/audit/checkpoint")?)?;
+            print_checkpoint(&checkpoint, out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn destination(out: Option<&PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
+    Ok(match out {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
     })
 }
 
-fn print_verdict(verdict: &Verification, checkpoints: usize, json: bool) -> anyhow::Result<()> {
-    match verdict {
-        Verification::Valid { count, head } => {
-            if json {
-                println!("{}", serde_json::json!({"valid": true, "count": count, "head": head}));
-            } else {
-                let head =
-                    head.as_ref().map_or("empty".to_string(), |h| format!("entry {} hash {}", h.seq, h.hash));
-                println!(
-                    "valid: {count} entries verified against their stored bytes, {checkpoints} checkpoint(s); head {head}"
-                );
-            }
-        }
-        Verification::Broken { seq, reason } => {
-            if json {
-                println!("{}", serde_json::json!({"valid": false, "seq": seq, "reason": reason}));
-            } else {
-                println!("BROKEN at entry {seq}: {reason}");
-            }
-        }
+fn print_checkpoint(checkpoint: &Checkpoint, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let text = serde_json::to_string(checkpoint)?;
+    if let Some(path) = out {
+        std::fs::write(&path, format!("{text}\n")).with_context(|| format!("writing {}", path.display()))?;
     }
+    println!("{text}");
     Ok(())
 }
 
-fn print_table(entries: &[AuditEntry]) {
-    if entries.is_empty() {
-        println!("no entries match");
-        return;
+fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoint>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading checkpoint {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a checkpoint (expected {{\"seq\": N, \"hash\": \"…\"}})", path.display())
+            })
+        })
+        .collect()
+}
+
+/// Prints a verdict (`Verification::to_json`'s shape); exit 3 if broken.
+fn print_verdict(verdict: &Value, checkpoints: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let valid = verdict["valid"] == true;
+    if json {
+        output::print_json(verdict)?;
+    } else if valid {
+        let head = match verdict["head"].as_object() {
+            Some(head) => format!("entry {} hash {}", head["seq"], head["hash"].as_str().unwrap_or_default()),
+            None => "empty".into(),
+        };
+        println!(
+            "valid: {} entries verified against their stored bytes, {checkpoints} checkpoint(s); head {head}",
+            verdict["count"]
+        );
+    } else {
+        println!("BROKEN at entry {}: {}", verdict["seq"], verdict["reason"].as_str().unwrap_or_default());
     }
-    let row = |cells: [&str; 7]| {
-        let [seq, at, event, actor, resource, outcome, detail] = cells;
-        println!("{seq:>7}  {at:<24}  {event:<18}  {actor:<14}  {resource:<36}  {outcome:<7}  {detail}");
-    };
-    row(["SEQ", "AT", "EVENT", "ACTOR", "RESOURCE", "OUTCOME", "DETAIL"]);
+    Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BROKEN) })
+}
+
+/// Prints `{"entries": [{"seq", "hash", "entry"}]}` as is, or as a table.
+fn print_entries(page: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::print_json(page);
+    }
+    let mut entries = Vec::new();
+    for item in page["entries"].as_array().into_iter().flatten() {
+        // Parsed from text: an entry's timestamp deserializes from borrowed strings.
+        entries.push(serde_json::from_str::<AuditEntry>(&item["entry"].to_string())?);
+    }
+    print!("{}", entries_table(&entries, output::colour()));
+    Ok(())
+}
+
+fn entries_table(entries: &[AuditEntry], colour: bool) -> String {
+    if entries.is_empty() {
+        return "no entries match\n".into();
+    }
+    let mut table = Table::new(&["SEQ", "AT", "EVENT", "ACTOR", "RESOURCE", "OUTCOME", "DETAIL"]);
     for e in entries {
         let detail = e
             .job
             .as_ref()
             .and_then(|j| j.error.clone().or_else(|| j.result_summary.clone()))
+            .or_else(|| e.metadata["reason"].as_str().map(str::to_string))
             .unwrap_or_default();
         let outcome = serde_json::to_value(e.outcome)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        row([
-            &e.seq.to_string(),
-            &objectos_engine::store::records::timestamp(e.at),
-            &e.event,
-            &e.actor.user_id,
-            &e.resource,
-            &outcome,
-            &detail,
+        let tone = (outcome != "success").then_some(Tone::Bad);
+        table.toned_row(vec![
+            (e.seq.to_string(), None),
+            (objectos_engine::store::records::timestamp(e.at), None),
+            (e.event.clone(), None),
+            (e.actor.user_id.clone(), None),
+            (e.resource.clone(), None),
+            (outcome, tone),
+            (output::clip(&detail, 80), None),
         ]);
     }
+    table.render(colour)
 }

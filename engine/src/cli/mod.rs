@@ -1,43 +1,160 @@
 //! The command line: argument definitions and dispatch. Only this module and
 //! its children parse user input from the terminal.
+//!
+//! Client commands talk to a running server ([`client`]); `audit` and
+//! `schedule` work on a local data directory instead when given
+//! `--data-dir` (or `OBJECTOS_DATA_DIR`). `run`, `serve` and `demo` are
+//! local by nature.
 
+mod artifacts;
 mod audit;
+mod client;
 mod demo;
+mod handler;
+mod jobs;
+mod output;
+mod records;
 mod run;
 mod schedule;
 mod serve;
+#[cfg(test)]
+#[path = "../../../tests/e2e/snapshot.rs"]
+mod snapshot;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use serde_json::Value;
 
-/// Exit code for an error of the command itself (bad file, bad JSON).
+pub use client::Failure;
+
+/// Exit code for an error of the command itself (bad file, bad JSON, an
+/// error the server reports).
 pub const EXIT_ERROR: u8 = 1;
 
 /// ObjectOS Jobs: background jobs whose handlers are sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "objectos", version, about, propagate_version = true)]
+#[command(
+    name = "objectos",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples, to start:\n  objectos demo                      the whole product in one command\n  \
+                  objectos serve                     run the engine (HTTP API on 127.0.0.1:7878)\n  \
+                  objectos enqueue template --data '{\"name\":\"Ada\"}' --wait\n\n\
+                  Client commands reach the server named by --server, OBJECTOS_SERVER or `objectos login`.\n\
+                  Exit codes: 0 ok, 1 error, 2 usage, 3 audit log broken, 4 job failed, 5 server unreachable,\n\
+                  6 token missing, refused or not permitted."
+)]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Globals {
+    #[command(flatten)]
+    connection: client::Connection,
+    /// Print JSON (the API's shape) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Globals {
+    /// The client for the chosen server.
+    fn client(&self) -> anyhow::Result<client::Client> {
+        client::Client::new(&self.connection)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    Audit(audit::AuditArgs),
-    Demo(demo::DemoArgs),
-    Run(run::RunArgs),
+    Enqueue(jobs::EnqueueArgs),
+    Jobs(jobs::JobsArgs),
     Schedule(schedule::ScheduleArgs),
+    Handler(handler::HandlerArgs),
+    Records(records::RecordsArgs),
+    Artifacts(artifacts::ArtifactsArgs),
+    Audit(audit::AuditArgs),
+    Stats(jobs::StatsArgs),
+    Login(LoginArgs),
     Serve(serve::ServeArgs),
+    Run(run::RunArgs),
+    Demo(demo::DemoArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Save the server and token for later commands, after checking them.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  objectos login --server http://jobs.internal:7878 --token \"$TOKEN\"")]
+struct LoginArgs {}
+
+/// Print a shell completion script.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  objectos completions bash > ~/.local/share/bash-completion/completions/objectos\n  \
+                  objectos completions zsh > \"${fpath[1]}/_objectos\"\n  \
+                  objectos completions fish > ~/.config/fish/completions/objectos.fish"
+)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
 }
 
 /// Runs the chosen command and returns the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let globals = &cli.globals;
     match cli.command {
-        Command::Audit(args) => audit::audit(args),
-        Command::Demo(args) => demo::demo(args),
-        Command::Run(args) => run::run(args),
-        Command::Schedule(args) => schedule::schedule(args),
+        Command::Enqueue(args) => jobs::enqueue(args, globals),
+        Command::Jobs(args) => jobs::jobs(args, globals),
+        Command::Schedule(args) => schedule::schedule(args, globals),
+        Command::Handler(args) => handler::handler(args, globals),
+        Command::Records(args) => records::records(args, globals),
+        Command::Artifacts(args) => artifacts::artifacts(args, globals),
+        Command::Audit(args) => audit::audit(args, globals),
+        Command::Stats(args) => jobs::stats(args, globals),
+        Command::Login(_) => login(globals),
         Command::Serve(args) => serve::serve(args),
+        Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::demo(args),
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "objectos", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn login(globals: &Globals) -> anyhow::Result<ExitCode> {
+    let connection = &globals.connection;
+    anyhow::ensure!(
+        connection.server.is_some() && connection.token.is_some(),
+        "login needs both --server and --token"
+    );
+    let client = globals.client()?;
+    // Any token-guarded route tells a refused token (401) from a valid one.
+    match client.get("/v1/stats", &[]) {
+        Ok(_) => {}
+        Err(error) if error.downcast_ref::<Failure>().is_some_and(|f| f.status == Some(403)) => {}
+        Err(error) => return Err(error),
+    }
+    let saved = client::ClientConfig { server: connection.server.clone(), token: connection.token.clone() };
+    let path = saved.save()?;
+    println!("saved the server and token to {} (readable by you only)", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON argument given inline or as `@FILE`.
+fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}"))?,
+        None => text.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| format!("{what} is not valid JSON"))
 }

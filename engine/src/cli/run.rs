@@ -144,7 +144,7 @@ fn component(handler: &Path) -> anyhow::Result<(String, Vec<u8>)> {
 
 /// The component to run: the file itself, or the crate directory built for
 /// `wasm32-wasip2` in release mode.
-fn component_path(handler: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn component_path(handler: &Path) -> anyhow::Result<PathBuf> {
     if !handler.is_dir() {
         return Ok(handler.to_path_buf());
     }

@@ -1,6 +1,7 @@
-//! `objectos schedule`: manage the schedules of a local data directory.
-//! Works whether or not `objectos serve` runs on it; a serving node picks
-//! the change up within its scheduler poll interval.
+//! `objectos schedule`: manage schedules on a server or (with `--data-dir`)
+//! in a local data directory. The local form works whether or not
+//! `objectos serve` runs on it; a serving node picks the change up within
+//! its scheduler poll interval.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,21 +14,22 @@ use objectos_engine::jobs::Priority;
 use objectos_engine::node::Node;
 use objectos_engine::principal::Principal;
 use objectos_engine::schedule::{MisfirePolicy, OverlapPolicy, Schedule, ScheduleSpec};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-/// Add, list, pause, resume and remove cron schedules in a data directory.
+use super::client::segment;
+use super::output::{self, Table};
+use super::{Globals, json_arg};
+
+/// Add, list, pause, resume and remove cron schedules.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     objectos schedule add nightly --cron '0 2 * * *' --timezone Europe/Berlin --handler tasks \\\n    \
     --data '{\"task\":\"sum\",\"numbers\":[1,2]}'\n  \
     objectos schedule ls\n  objectos schedule pause nightly")]
 pub struct ScheduleArgs {
-    /// The data directory (default ./objectos-data).
+    /// Work on this local data directory instead of a server.
     #[arg(long, value_name = "DIR", env = "OBJECTOS_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     action: Action,
 }
@@ -134,80 +136,98 @@ fn operator() -> Principal {
     Principal::new(user, &["admin"])
 }
 
-fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
-    let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}"))?,
-        None => text.to_string(),
-    };
-    serde_json::from_str(&text).with_context(|| format!("{what} is not valid JSON"))
+impl AddArgs {
+    fn spec(self) -> anyhow::Result<(Option<String>, ScheduleSpec)> {
+        let spec = ScheduleSpec {
+            timezone: self.timezone,
+            priority: self.priority,
+            max_retries: self.max_retries,
+            timeout: self.timeout,
+            overlap: match self.overlap {
+                Overlap::Skip => OverlapPolicy::Skip,
+                Overlap::Allow => OverlapPolicy::Allow,
+            },
+            misfire: match self.misfire {
+                Misfire::Skip => MisfirePolicy::Skip,
+                Misfire::RunOnce => MisfirePolicy::RunOnce,
+            },
+            run_as: self
+                .run_as
+                .map(|p| serde_json::from_str(&p).context("--as is not a principal: {\"userId\": …}"))
+                .transpose()?,
+            ..ScheduleSpec::new(self.cron, self.handler, json_arg(&self.data, "--data")?)
+        };
+        Ok((self.id, spec))
+    }
 }
 
-pub fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
+pub fn schedule(args: ScheduleArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let answer = match args.data_dir {
+        Some(dir) => local(args.action, dir)?,
+        None => remote(args.action, globals)?,
+    };
+    if globals.json {
+        output::print_json(&answer)?;
+    } else if let Some(list) = answer.get("schedules") {
+        print_table(&serde_json::from_value::<Vec<Schedule>>(list.clone())?);
+    } else if let Some(removed) = answer.get("removed") {
+        println!("removed schedule {}; jobs it enqueued stay", removed["id"].as_str().unwrap_or_default());
+    } else {
+        print_one(&serde_json::from_value(answer)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The action on a local data directory; answers in the API's shapes.
+fn local(action: Action, data_dir: PathBuf) -> anyhow::Result<Value> {
     let mut config = EngineConfig::default();
     config.apply_env(|name| std::env::var(name).ok())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
+    config.data_dir = data_dir;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = Node::open_beside(config)?;
         node.install_handlers().await?;
         let scheduler = &node.scheduler;
         let me = operator();
-        let changed = match args.action {
-            Action::Ls => {
-                let schedules = scheduler.list().await?;
-                if args.json {
-                    println!("{}", serde_json::to_string_pretty(&schedules)?);
-                } else {
-                    print_table(&schedules);
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
+        let changed = match action {
+            Action::Ls => return Ok(json!({"schedules": scheduler.list().await?})),
             Action::Show { id } => scheduler.get(&id).await?,
             Action::Add(add) => {
-                let spec = ScheduleSpec {
-                    timezone: add.timezone,
-                    priority: add.priority,
-                    max_retries: add.max_retries,
-                    timeout: add.timeout,
-                    overlap: match add.overlap {
-                        Overlap::Skip => OverlapPolicy::Skip,
-                        Overlap::Allow => OverlapPolicy::Allow,
-                    },
-                    misfire: match add.misfire {
-                        Misfire::Skip => MisfirePolicy::Skip,
-                        Misfire::RunOnce => MisfirePolicy::RunOnce,
-                    },
-                    run_as: add
-                        .run_as
-                        .map(|p| serde_json::from_str(&p).context("--as is not a principal: {\"userId\": …}"))
-                        .transpose()?,
-                    ..ScheduleSpec::new(add.cron, add.handler, json_arg(&add.data, "--data")?)
-                };
-                scheduler.add(&me, add.id, spec).await?
+                let (id, spec) = add.spec()?;
+                scheduler.add(&me, id, spec).await?
             }
             Action::Update { id, patch } => {
                 scheduler.update(&me, &id, &json_arg(&patch, "the patch")?).await?
             }
             Action::Pause { id } => scheduler.pause(&me, &id).await?,
             Action::Resume { id } => scheduler.resume(&me, &id).await?,
-            Action::Rm { id } => {
-                let removed = scheduler.remove(&me, &id).await?;
-                if args.json {
-                    println!("{}", serde_json::to_string_pretty(&removed)?);
-                } else {
-                    println!("removed schedule {}", removed.id);
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
+            Action::Rm { id } => return Ok(json!({"removed": scheduler.remove(&me, &id).await?})),
         };
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&changed)?);
-        } else {
-            print_one(&changed);
+        Ok(serde_json::to_value(changed)?)
+    })
+}
+
+/// The action on the server.
+fn remote(action: Action, globals: &Globals) -> anyhow::Result<Value> {
+    let client = globals.client()?;
+    let path = |id: &str, tail: &str| format!("/v1/schedules/{}{tail}", segment(id));
+    Ok(match action {
+        Action::Ls => client.get("/v1/schedules", &[])?,
+        Action::Show { id } => client.get(&path(&id, ""), &[])?,
+        Action::Add(add) => {
+            let (id, spec) = add.spec()?;
+            let spec = serde_json::to_value(spec)?;
+            match id {
+                Some(id) => client.send("PUT", &path(&id, ""), &spec)?,
+                None => client.send("POST", "/v1/schedules", &spec)?,
+            }
         }
-        Ok(ExitCode::SUCCESS)
+        Action::Update { id, patch } => {
+            client.send("PATCH", &path(&id, ""), &json_arg(&patch, "the patch")?)?
+        }
+        Action::Pause { id } => client.post(&path(&id, "/pause"))?,
+        Action::Resume { id } => client.post(&path(&id, "/resume"))?,
+        Action::Rm { id } => json!({"removed": client.delete(&path(&id, ""))?}),
     })
 }
 
@@ -222,7 +242,7 @@ fn print_one(schedule: &Schedule) {
     println!("handler    {}  data {}", spec.handler, spec.data);
     println!("runs as    {}", spec.run_as.as_ref().map_or("—", |p| p.user_id.as_str()));
     let name = |policy: Value| policy.as_str().unwrap_or_default().to_string();
-    let (overlap, misfire) = (name(serde_json::json!(spec.overlap)), name(serde_json::json!(spec.misfire)));
+    let (overlap, misfire) = (name(json!(spec.overlap)), name(json!(spec.misfire)));
     println!("policies   overlap {overlap}, misfire {misfire}");
     println!("state      {}", if schedule.paused { "paused" } else { "active" });
     println!("next run   {}", when(schedule.next_run));
@@ -230,22 +250,18 @@ fn print_one(schedule: &Schedule) {
 }
 
 fn print_table(schedules: &[Schedule]) {
-    if schedules.is_empty() {
-        println!("no schedules; add one with `objectos schedule add --cron '…' --handler NAME`");
-        return;
-    }
-    let id_width = schedules.iter().map(|s| s.id.len()).max().unwrap_or(0).max(2);
-    let cron_width = schedules.iter().map(|s| s.spec.cron.len()).max().unwrap_or(0).max(4);
-    let row = |cells: [&str; 7]| {
-        let [id, cron, zone, handler, state, next, last] = cells;
-        println!(
-            "{id:<id_width$}  {cron:<cron_width$}  {zone:<16}  {handler:<16}  {state:<6}  {next:<23}  {last}"
-        );
-    };
-    row(["ID", "CRON", "ZONE", "HANDLER", "STATE", "NEXT RUN", "LAST RUN"]);
+    let mut table = Table::new(&["ID", "CRON", "ZONE", "HANDLER", "STATE", "NEXT RUN", "LAST RUN"]);
     for s in schedules {
-        let (next, last) = (when(s.next_run), when(s.last_run));
         let state = if s.paused { "paused" } else { "active" };
-        row([&s.id, &s.spec.cron, &s.spec.timezone, &s.spec.handler, state, &next, &last]);
+        table.row([
+            s.id.clone(),
+            s.spec.cron.clone(),
+            s.spec.timezone.clone(),
+            s.spec.handler.clone(),
+            state.to_string(),
+            when(s.next_run),
+            when(s.last_run),
+        ]);
     }
+    table.print("no schedules; add one with `objectos schedule add --cron '…' --handler NAME`");
 }
