@@ -198,6 +198,11 @@ fn the_demo_shows_the_queue_at_work_and_exits_0() {
         r#"as grace  (sales) → {"groups":{"lost":1,"open":1},"marked":null,"total":2}"#,
         "field `amount` of `contacts` is not visible to `grace`",
         "imports records-write which `vic` is not granted",
+        "The HTTP API serves at http://127.0.0.1:",
+        "$ objectos handler upload template template.wasm",
+        "vic (viewer, read-only) enqueueing it over HTTP → 403",
+        "$ objectos artifacts ls",
+        "$ objectos audit verify\n   the chain holds",
     ] {
         assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
     }

@@ -1,18 +1,21 @@
 //! `objectos demo`: the whole engine at work in one command. Starts an
-//! engine on a temporary embedded database, registers two example handlers,
-//! enqueues jobs that show priorities, a retry, a timeout and a cancel,
+//! engine and its HTTP API in-process on a temporary embedded database,
+//! uploads two example handlers over HTTP as the CLI would, enqueues jobs
+//! over HTTP that show priorities, a retry, a timeout and a cancel,
 //! runs a handler over sample records as principals who see different
 //! records, runs the built-in cleanup, report, backup and restore jobs on
 //! sample tickets (a backup, some tickets lost, restored and compared),
 //! fires a seconds-field schedule, prints what happened, and verifies the
-//! audit log. Later features join the tour.
+//! audit log over HTTP. Each step names the CLI command that does the same.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use objectos_engine::audit::{AuditEntry, AuditOutcome, Verification, log};
-use objectos_engine::config::EngineConfig;
+use objectos_engine::api;
+use objectos_engine::audit::{AuditEntry, AuditOutcome, log};
+use objectos_engine::config::{EngineConfig, TokenConfig};
 use objectos_engine::examples;
 use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
 use objectos_engine::node::Node;
@@ -21,9 +24,12 @@ use objectos_engine::queue::Queue;
 use objectos_engine::sandbox::{OnConflict, Query, RecordsService};
 use objectos_engine::schedule::ScheduleSpec;
 use objectos_engine::store::{AccessEventType, Actor, AuditQuery};
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// Show the engine at work: priorities, a retry, a timeout, a cancel, a schedule, stats.
+use super::client::{Client, Connection};
+
+/// Show the whole product at work: an in-process server, handler uploads, priorities, a retry,
+/// a timeout, a cancel, permissions, the built-in jobs, a schedule, artifacts and the audit log.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  objectos demo")]
 pub struct DemoArgs {
@@ -48,34 +54,89 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The demo's HTTP API, served in-process on a free port, with a client
+/// for the operator `ops` (profile admin) and one for `vic` (viewer).
+struct DemoServer {
+    url: String,
+    token: String,
+    ops: Client,
+    vic: Client,
+    stop: tokio_util::sync::CancellationToken,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl DemoServer {
+    async fn start(node: Arc<Node>) -> anyhow::Result<Self> {
+        let token = |who: &str| format!("demo-{who}-{:016x}", fastrand::u64(..));
+        let (ops, vic) = (token("ops"), token("vic"));
+        let config = |name: &str, token: &str, principal| TokenConfig {
+            name: name.into(),
+            sha256: objectos_engine::digest::sha256_hex(token.as_bytes()),
+            principal,
+        };
+        let tokens = api::Tokens::new(vec![
+            config("ops", &ops, Principal::new("ops", &["admin"])),
+            config("vic", &vic, Principal::new("vic", &["viewer"])),
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let serving = tokio::spawn(
+            axum::serve(listener, api::router(node, tokens))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let client =
+            |token: &str| Client::new(&Connection { server: Some(url.clone()), token: Some(token.into()) });
+        Ok(Self { ops: client(&ops)?, vic: client(&vic)?, url, token: ops, stop, serving })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        Ok(self.serving.await??)
+    }
+}
+
+/// Runs a blocking client call from the demo's async code.
+fn http<T>(call: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    tokio::task::block_in_place(call)
+}
+
+/// Prints the CLI command a step's call amounts to.
+fn command(line: &str) {
+    println!("   $ objectos {line}");
+}
+
 async fn tour(config: EngineConfig) -> anyhow::Result<()> {
-    println!(
-        "ObjectOS Jobs demo — an engine on a fresh embedded database in {}\n",
-        config.data_dir.display()
-    );
-    let node = Node::open(config)?;
+    println!("ObjectOS Jobs demo — an engine on a fresh embedded database in {}", config.data_dir.display());
+    let node = Arc::new(Node::open(config)?);
     let audit = node.start_audit();
+    let server = DemoServer::start(node.clone()).await?;
+    println!("The HTTP API serves at {} while the demo runs; the CLI reaches it with", server.url);
+    println!("   OBJECTOS_SERVER={} OBJECTOS_TOKEN={} objectos jobs ls\n", server.url, server.token);
     let queue = &node.queue;
     let ops = Principal::new("ops", &["admin"]);
 
-    println!("1. Register two handlers built from guest-sdk/examples (compiled once, cached on disk):");
+    println!(
+        "1. Upload two handlers built from guest-sdk/examples (validated, compiled once, cached on disk):"
+    );
+    command("handler upload template template.wasm");
     for (name, wasm) in [("template", examples::TEMPLATE), ("tasks", examples::TASKS)] {
-        let started = Instant::now();
-        let (record, compiled) = queue.registry().register(name, wasm.to_vec()).await?;
+        let path = format!("/v1/handlers/{name}");
+        let uploaded = http(|| server.ops.put_bytes(&path, "application/wasm", std::io::Cursor::new(wasm)))?;
+        let imports: Vec<&str> =
+            uploaded["capabilities"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         println!(
-            "   {name:<9} {} KiB, version {}…, ready in {} ms, imports: {}",
+            "   {name:<9} {} KiB, version {}…, ready in {:.0} ms, imports: {}",
             wasm.len() / 1024,
-            &record.sha256[..12],
-            started.elapsed().as_millis(),
-            if compiled.requested().is_empty() {
-                "no capabilities".to_string()
-            } else {
-                compiled.requested().to_string()
-            }
+            &uploaded["sha256"].as_str().unwrap_or_default()[..12],
+            uploaded["readyMs"].as_f64().unwrap_or(0.0),
+            if imports.is_empty() { "no capabilities".to_string() } else { imports.join(", ") }
         );
     }
 
-    println!("\n2. Enqueue jobs before starting the workers (2 slots), so their order shows:");
+    println!("\n2. Enqueue jobs over HTTP before starting the workers (2 slots), so their order shows:");
+    command("enqueue template --data '{\"name\":\"Ada\",\"times\":2}' --priority low");
     let quick_retry = Backoff { initial_ms: 200, factor: 2.0, max_ms: 1000, jitter: 0.0 };
     let plan = [
         ("greet Ada, low priority", NewJob { priority: Priority::Low, ..greet("Ada") }),
@@ -113,7 +174,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     ];
     let mut jobs = Vec::new();
     for (label, new) in plan {
-        let job = queue.enqueue(&ops, new).await?;
+        let job: Job = serde_json::from_value(http(|| server.ops.send("POST", "/v1/jobs", &json!(new)))?)?;
         println!("   {} {label}", short(&job.id));
         jobs.push((label, job.id));
     }
@@ -123,7 +184,9 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     let workers = queue.start();
     let long = &jobs.last().expect("planned").1;
     queue.wait_until(long, |j| j.status == JobStatus::Running).await?;
-    let cancelled = queue.cancel(long).await?;
+    command(&format!("jobs cancel {long}"));
+    let cancelled: Job =
+        serde_json::from_value(http(|| server.ops.post(&format!("/v1/jobs/{long}/cancel")))?)?;
     println!("   cancel requested for {} while {}", short(&cancelled.id), cancelled.status);
     for (_, id) in &jobs {
         tokio::time::timeout(Duration::from_secs(60), queue.wait_final(id)).await??;
@@ -149,8 +212,8 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
         );
     }
 
-    records_under_permission(&node).await?;
-    built_in_jobs(&node).await?;
+    records_under_permission(&node, &server).await?;
+    built_in_jobs(&node, &server).await?;
 
     println!("\n7. A schedule with a seconds field: `*/2 * * * * *` runs `template` every two seconds.");
     let scheduler = node.scheduler.start().await?;
@@ -195,18 +258,20 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     );
     let report = workers.shutdown(Some(Duration::from_secs(5))).await;
     println!("   Workers stopped ({} jobs in flight, {} released).", report.in_flight, report.released);
+    audit_step(&node, &server).await?;
+    server.stop().await?;
     audit.stop().await;
-    audit_step(&node).await?;
     println!(
         "\nNext: `objectos run guest-sdk/examples/template --data '{{\"name\":\"Ada\"}}'` to run a handler alone,"
     );
-    println!("or `objectos serve` to run the engine for real.");
+    println!("or `objectos serve` to run the engine for real (the README's tour goes on from there).");
     Ok(())
 }
 
 /// Step 9: what the audit log holds, one denial as recorded, and the
-/// chain verified from its stored bytes.
-async fn audit_step(node: &Node) -> anyhow::Result<()> {
+/// chain verified from its stored bytes, over HTTP.
+async fn audit_step(node: &Node, server: &DemoServer) -> anyhow::Result<()> {
+    node.auditor.catch_up().await?;
     let store = node.queue.store();
     let mut by_event = std::collections::BTreeMap::<String, u64>::new();
     let mut denial = None;
@@ -232,16 +297,15 @@ async fn audit_step(node: &Node) -> anyhow::Result<()> {
             entry.metadata["reason"].as_str().unwrap_or("")
         );
     }
-    match log::verify(&**store, &[]).await? {
-        Verification::Valid { count, head } => println!(
-            "   verify: the chain holds — {count} entries recomputed from their stored bytes, head #{} {}…",
-            head.as_ref().map_or(0, |h| h.seq),
-            head.as_ref().map_or("", |h| &h.hash[..16])
-        ),
-        Verification::Broken { seq, reason } => {
-            anyhow::bail!("the audit log does not verify at entry {seq}: {reason}")
-        }
-    }
+    command("audit verify");
+    let verdict = http(|| server.ops.get("/v1/audit/verify", &[]))?;
+    anyhow::ensure!(verdict["valid"] == true, "the audit log does not verify: {verdict}");
+    println!(
+        "   the chain holds — {} entries recomputed from their stored bytes, head #{} {}…",
+        verdict["count"],
+        verdict["head"]["seq"],
+        &verdict["head"]["hash"].as_str().unwrap_or_default()[..16]
+    );
     Ok(())
 }
 
@@ -263,19 +327,24 @@ profiles:
   admin: { allowRead: true, allowCreate: true, allowEdit: true, allowDelete: true }
 "#;
 
-const DEMO_SYSTEM: &str = "name: operators\nsystem:\n  profiles:\n    \
-                           admin: [records.import, jobs.impersonate, artifacts.write, artifacts.read]\n";
+/// Admins may do everything; viewers may read and enqueue jobs.
+fn demo_system() -> String {
+    let all = objectos_engine::permissions::sets::SYSTEM_PERMISSIONS.join(", ");
+    format!(
+        "name: operators\nsystem:\n  profiles:\n    admin: [{all}]\n    viewer: [jobs.read, jobs.enqueue]\n"
+    )
+}
 
 fn write_demo_permissions(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("contacts.yaml"), DEMO_PERMISSIONS)?;
     std::fs::write(dir.join("tickets.yaml"), DEMO_TICKETS)?;
-    std::fs::write(dir.join("operators.yaml"), DEMO_SYSTEM)
+    std::fs::write(dir.join("operators.yaml"), demo_system())
 }
 
 /// Step 5: the same handler run as three principals sees three different
-/// sets of records, and one it may not run is refused at enqueue.
-async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
+/// sets of records, and one it may not run is refused at enqueue (403).
+async fn records_under_permission(node: &Node, server: &DemoServer) -> anyhow::Result<()> {
     println!("\n5. Records under permission: four contacts (two owned by ada, two by grace), one handler.");
     let ops = Actor::user(Principal::new("ops", &["admin"]));
     let sample: serde_json::Value = serde_json::from_str(SAMPLE_CONTACTS)?;
@@ -300,11 +369,13 @@ async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
     if let Err(denied) = node.records.find(&sales, "contacts", query).await {
         println!("   grace filtering on `amount` → {denied}");
     }
-    let viewer = Principal::new("vic", &["viewer"]);
-    if let Err(refused) =
-        node.queue.enqueue(&viewer, NewJob::new("contacts-summary", json!({"object": "contacts"}))).await
-    {
-        println!("   vic (viewer, read-only) enqueueing it → refused: {refused}");
+    let summary = json!({"name": "contacts-summary", "data": {"object": "contacts"}});
+    if let Err(refused) = http(|| server.vic.send("POST", "/v1/jobs", &summary)) {
+        let reason = refused.to_string();
+        println!(
+            "   vic (viewer, read-only) enqueueing it over HTTP → 403: {}",
+            reason.lines().next().unwrap_or("")
+        );
     }
     let denials = node
         .queue
@@ -321,7 +392,7 @@ async fn records_under_permission(node: &Node) -> anyhow::Result<()> {
 /// Step 6: the built-in jobs on a year of sample support tickets — a
 /// cleanup dry run and a real one, a grouped report and a workbook, then a
 /// backup and a restore.
-async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
+async fn built_in_jobs(node: &Node, server: &DemoServer) -> anyhow::Result<()> {
     const TICKETS: i64 = 1200;
     println!("\n6. Built-in jobs on {TICKETS} sample tickets created over the past year:");
     node.install_handlers().await?;
@@ -386,7 +457,20 @@ async fn built_in_jobs(node: &Node) -> anyhow::Result<()> {
         report["bytes"],
         &report["sha256"].as_str().unwrap_or("")[..12]
     );
-    backup_and_restore(node, &ops).await
+    backup_and_restore(node, &ops).await?;
+    let listed = http(|| server.ops.get("/v1/artifacts", &[]))?;
+    let artifacts = listed["artifacts"].as_array().cloned().unwrap_or_default();
+    command("artifacts ls");
+    let mut table = super::output::Table::new(&["ID", "NAME", "BYTES", "JOB"]);
+    for artifact in &artifacts {
+        let field =
+            |key: &str| artifact[key].as_str().map_or_else(|| artifact[key].to_string(), str::to_string);
+        table.row([field("id"), field("name"), field("size"), field("jobId")]);
+    }
+    for line in table.render(false).lines() {
+        println!("   {line}");
+    }
+    Ok(())
 }
 
 /// Runs the built-in `handler` as the demo's admin and returns its result.
