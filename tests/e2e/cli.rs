@@ -77,6 +77,11 @@ fn client_commands_drive_jobs_handlers_and_schedules() {
         human.starts_with(&format!("{id} completed after 1 attempt(s)")) && human.contains("hello, Ada!")
     );
 
+    let quiet = text(&run(&mut admin(), &["enqueue", "greet", "--data", r#"{"name":"Q"}"#, "-q"], 0));
+    assert!(quiet.starts_with("job_") && quiet.lines().count() == 1, "-q prints the id alone: {quiet}");
+    let ids = text(&run(&mut admin(), &["jobs", "ls", "--quiet", "--limit", "1"], 0));
+    assert_eq!(ids, quiet, "the newest job's id");
+
     // A job that times out: `jobs wait` exits 4, and shows why.
     let slow = json_of(&run(
         &mut admin(),

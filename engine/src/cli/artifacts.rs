@@ -37,6 +37,9 @@ enum Action {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print only the ids, one a line.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Download an artifact, checking its sha256 as it arrives.
     #[command(
@@ -55,7 +58,7 @@ enum Action {
 pub fn artifacts(args: ArtifactsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let client = globals.client()?;
     match args.action {
-        Action::Ls { after, limit } => {
+        Action::Ls { after, limit, quiet } => {
             let mut query = vec![("limit", limit.to_string())];
             query.extend(after.map(|a| ("after", a)));
             let answer = client.get("/v1/artifacts", &query)?;
@@ -64,6 +67,10 @@ pub fn artifacts(args: ArtifactsArgs, globals: &Globals) -> anyhow::Result<ExitC
                 return Ok(ExitCode::SUCCESS);
             }
             let artifacts: Vec<ArtifactRecord> = serde_json::from_value(answer["artifacts"].clone())?;
+            if quiet {
+                artifacts.iter().for_each(|a| println!("{}", a.id));
+                return Ok(ExitCode::SUCCESS);
+            }
             let now = Utc::now();
             let mut table = Table::new(&["ID", "NAME", "SIZE", "JOB", "OWNER", "CREATED"]);
             for a in &artifacts {

@@ -28,7 +28,7 @@ pub struct EnqueueArgs {
     /// The handler to run.
     handler: String,
     /// The job's input: JSON, or @FILE.
-    #[arg(long, default_value = "null", value_name = "JSON|@FILE")]
+    #[arg(long, default_value = "{}", value_name = "JSON|@FILE")]
     data: String,
     /// low, normal, high or critical.
     #[arg(long, default_value = "normal")]
@@ -55,8 +55,11 @@ pub struct EnqueueArgs {
     #[arg(long = "as", value_name = "PRINCIPAL_JSON")]
     run_as: Option<String>,
     /// Wait for the job to finish and print its result.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     wait: bool,
+    /// Print only the job's id (for scripts: `JOB=$(objectos enqueue … -q)`).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// List, show, cancel, retry, read the logs of and wait for jobs.
@@ -94,6 +97,9 @@ enum JobsAction {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        /// Print only the ids, one a line.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Show a job: status, options, attempts, result or error.
     #[command(after_help = "Example:\n  objectos jobs show job_01J…")]
@@ -208,6 +214,8 @@ pub fn enqueue(args: EnqueueArgs, globals: &Globals) -> anyhow::Result<ExitCode>
     }
     if globals.json {
         output::print_json(&job)?;
+    } else if args.quiet {
+        println!("{}", job_id(&job)?);
     } else {
         let job: Job = serde_json::from_value(job)?;
         println!(
@@ -230,7 +238,7 @@ pub fn jobs(args: JobsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let client = globals.client()?;
     let path = |id: &str, tail: &str| format!("/v1/jobs/{}{tail}", segment(id));
     match args.action {
-        JobsAction::Ls { name, status, priority, sort, skip, limit } => {
+        JobsAction::Ls { name, status, priority, sort, skip, limit, quiet } => {
             let mut query = vec![("sort", sort.as_api().to_string()), ("limit", limit.to_string())];
             query.extend(name.map(|n| ("name", n)));
             query.extend(status.map(|s| ("status", s)));
@@ -243,6 +251,10 @@ pub fn jobs(args: JobsArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 return print_json(&page);
             }
             let jobs: Vec<Job> = serde_json::from_value(page["jobs"].clone())?;
+            if quiet {
+                jobs.iter().for_each(|job| println!("{}", job.id));
+                return Ok(ExitCode::SUCCESS);
+            }
             print!("{}", jobs_table(&jobs, Utc::now(), output::colour()));
             if jobs.len() as u64 == limit {
                 eprintln!("(more may follow: --skip {})", skip + limit);

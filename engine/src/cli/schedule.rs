@@ -93,7 +93,7 @@ struct AddArgs {
     #[arg(long)]
     handler: String,
     /// The job's input: JSON, or @FILE.
-    #[arg(long, default_value = "null", value_name = "JSON|@FILE")]
+    #[arg(long, default_value = "{}", value_name = "JSON|@FILE")]
     data: String,
     /// IANA time zone the expression is read in.
     #[arg(long, default_value = "UTC", value_name = "ZONE")]
