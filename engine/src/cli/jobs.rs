@@ -27,18 +27,8 @@ pub const EXIT_JOB_FAILED: u8 = 4;
 pub struct EnqueueArgs {
     /// The handler to run.
     handler: String,
-    /// The job's input: JSON, or @FILE.
-    #[arg(long, default_value = "{}", value_name = "JSON|@FILE")]
-    data: String,
-    /// low, normal, high or critical.
-    #[arg(long, default_value = "normal")]
-    priority: Priority,
-    /// Retries after the first attempt (0: one attempt).
-    #[arg(long, value_name = "N")]
-    max_retries: Option<u32>,
-    /// Wall-clock timeout per attempt in milliseconds.
-    #[arg(long, value_name = "MS")]
-    timeout: Option<u64>,
+    #[command(flatten)]
+    job: JobOptions,
     /// Fuel per attempt (instructions, roughly).
     #[arg(long, value_name = "UNITS")]
     fuel: Option<u64>,
@@ -51,15 +41,49 @@ pub struct EnqueueArgs {
     /// No second active job may hold this key.
     #[arg(long, value_name = "KEY")]
     unique_key: Option<String>,
-    /// Run as this principal (JSON, needs jobs.impersonate).
-    #[arg(long = "as", value_name = "PRINCIPAL_JSON")]
-    run_as: Option<String>,
     /// Wait for the job to finish and print its result.
     #[arg(long, conflicts_with = "quiet")]
     wait: bool,
     /// Print only the job's id (for scripts: `JOB=$(objectos enqueue … -q)`).
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A job's input and the options a job and a schedule's jobs share.
+#[derive(Debug, Args)]
+pub struct JobOptions {
+    /// The job's input: JSON, or @FILE.
+    #[arg(long, default_value = "{}", value_name = "JSON|@FILE")]
+    pub data: String,
+    /// low, normal, high or critical.
+    #[arg(long, default_value = "normal")]
+    pub priority: Priority,
+    /// Retries after the first attempt (0: one attempt).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Wall-clock timeout per attempt in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+    /// Run as this principal (JSON, needs jobs.impersonate).
+    #[arg(long = "as", value_name = "PRINCIPAL_JSON")]
+    pub run_as: Option<String>,
+}
+
+impl JobOptions {
+    /// `--data` read and parsed.
+    pub fn data(&self) -> anyhow::Result<Value> {
+        json_arg(&self.data, "--data")
+    }
+
+    /// `--as` parsed, if given.
+    pub fn run_as<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<Option<T>> {
+        self.run_as
+            .as_deref()
+            .map(|p| {
+                serde_json::from_str(p).context("--as is not a principal: {\"userId\": …, \"profiles\": […]}")
+            })
+            .transpose()
+    }
 }
 
 /// List, show, cancel, retry, read the logs of and wait for jobs.
@@ -183,20 +207,15 @@ fn span(text: &str) -> Result<Duration, String> {
 
 pub fn enqueue(args: EnqueueArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let client = globals.client()?;
-    let run_as: Option<Value> = args
-        .run_as
-        .map(|p| {
-            serde_json::from_str(&p).context("--as is not a principal: {\"userId\": …, \"profiles\": […]}")
-        })
-        .transpose()?;
+    let run_as: Option<Value> = args.job.run_as()?;
     let mut body = json!({
         "name": args.handler,
-        "data": json_arg(&args.data, "--data")?,
-        "priority": args.priority,
+        "data": args.job.data()?,
+        "priority": args.job.priority,
     });
     let options = [
-        ("maxRetries", args.max_retries.map(Value::from)),
-        ("timeout", args.timeout.map(Value::from)),
+        ("maxRetries", args.job.max_retries.map(Value::from)),
+        ("timeout", args.job.timeout.map(Value::from)),
         ("fuel", args.fuel.map(Value::from)),
         ("memory", args.memory.map(Value::from)),
         ("runAt", args.run_at.map(|at| json!(at))),

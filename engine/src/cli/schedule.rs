@@ -6,11 +6,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use objectos_engine::config::EngineConfig;
-use objectos_engine::jobs::Priority;
 use objectos_engine::node::Node;
 use objectos_engine::principal::Principal;
 use objectos_engine::schedule::{MisfirePolicy, OverlapPolicy, Schedule, ScheduleSpec};
@@ -92,30 +90,17 @@ struct AddArgs {
     /// The handler each fire runs.
     #[arg(long)]
     handler: String,
-    /// The job's input: JSON, or @FILE.
-    #[arg(long, default_value = "{}", value_name = "JSON|@FILE")]
-    data: String,
     /// IANA time zone the expression is read in.
     #[arg(long, default_value = "UTC", value_name = "ZONE")]
     timezone: String,
-    /// low, normal, high or critical.
-    #[arg(long, default_value = "normal")]
-    priority: Priority,
-    /// Retries after the first attempt (0: one attempt).
-    #[arg(long, value_name = "N")]
-    max_retries: Option<u32>,
-    /// Wall-clock timeout per attempt in milliseconds.
-    #[arg(long, value_name = "MS")]
-    timeout: Option<u64>,
+    #[command(flatten)]
+    job: super::jobs::JobOptions,
     /// When a fire comes while the previous run is active.
     #[arg(long, value_enum, default_value = "skip")]
     overlap: Overlap,
     /// What to do with fires missed while the engine was down.
     #[arg(long, value_enum, default_value = "run-once")]
     misfire: Misfire,
-    /// Run the jobs as this principal (JSON) instead of yourself.
-    #[arg(long = "as", value_name = "PRINCIPAL_JSON")]
-    run_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,9 +125,9 @@ impl AddArgs {
     fn spec(self) -> anyhow::Result<(Option<String>, ScheduleSpec)> {
         let spec = ScheduleSpec {
             timezone: self.timezone,
-            priority: self.priority,
-            max_retries: self.max_retries,
-            timeout: self.timeout,
+            priority: self.job.priority,
+            max_retries: self.job.max_retries,
+            timeout: self.job.timeout,
             overlap: match self.overlap {
                 Overlap::Skip => OverlapPolicy::Skip,
                 Overlap::Allow => OverlapPolicy::Allow,
@@ -151,11 +136,8 @@ impl AddArgs {
                 Misfire::Skip => MisfirePolicy::Skip,
                 Misfire::RunOnce => MisfirePolicy::RunOnce,
             },
-            run_as: self
-                .run_as
-                .map(|p| serde_json::from_str(&p).context("--as is not a principal: {\"userId\": …}"))
-                .transpose()?,
-            ..ScheduleSpec::new(self.cron, self.handler, json_arg(&self.data, "--data")?)
+            run_as: self.job.run_as()?,
+            ..ScheduleSpec::new(self.cron, self.handler, self.job.data()?)
         };
         Ok((self.id, spec))
     }
