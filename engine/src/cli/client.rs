@@ -127,9 +127,7 @@ pub struct Download {
 impl Client {
     /// The client for `connection`, filled in from the client config file.
     pub fn new(connection: &Connection) -> anyhow::Result<Self> {
-        let saved = ClientConfig::load()?;
-        let base = connection.server.clone().or(saved.server).unwrap_or_else(|| DEFAULT_SERVER.into());
-        let base = base.trim_end_matches('/').to_string();
+        let (base, token) = resolve(connection, ClientConfig::load()?);
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
             "--server `{base}` is not an http:// or https:// URL"
@@ -140,7 +138,7 @@ impl Client {
             .user_agent(concat!("objectos/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(Self { base, token: connection.token.clone().or(saved.token), agent })
+        Ok(Self { base, token, agent })
     }
 
     fn url(&self, path: &str) -> String {
@@ -259,6 +257,21 @@ impl Client {
     }
 }
 
+/// The server's URL and the token to send it. The saved token goes only to
+/// the saved server, never to another one named by a flag or variable.
+fn resolve(connection: &Connection, saved: ClientConfig) -> (String, Option<String>) {
+    let trim = |url: &str| url.trim_end_matches('/').to_string();
+    let saved_server = saved.server.as_deref().map(trim);
+    let base = connection
+        .server
+        .as_deref()
+        .map(trim)
+        .or(saved_server.clone())
+        .unwrap_or_else(|| DEFAULT_SERVER.into());
+    let saved_token = saved.token.filter(|_| saved_server.as_deref().unwrap_or(DEFAULT_SERVER) == base);
+    (base, connection.token.clone().or(saved_token))
+}
+
 /// A response body as JSON; `null` if empty.
 fn json_of(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
     let text = response.body_mut().with_config().limit(1 << 30).read_to_string()?;
@@ -279,4 +292,32 @@ pub fn segment(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(server: Option<&str>, token: &str) -> ClientConfig {
+        ClientConfig { server: server.map(str::to_string), token: Some(token.into()) }
+    }
+
+    fn named(server: Option<&str>, token: Option<&str>) -> Connection {
+        Connection { server: server.map(str::to_string), token: token.map(str::to_string) }
+    }
+
+    #[test]
+    fn flags_win_and_a_saved_token_goes_only_to_its_server() {
+        let home = Some("http://jobs.internal:7878/");
+        let resolved = resolve(&named(None, None), saved(home, "t1"));
+        assert_eq!(resolved, ("http://jobs.internal:7878".into(), Some("t1".into())));
+        let same = resolve(&named(Some("http://jobs.internal:7878"), None), saved(home, "t1"));
+        assert_eq!(same.1.as_deref(), Some("t1"));
+        let elsewhere = resolve(&named(Some("http://other:7878"), None), saved(home, "t1"));
+        assert_eq!(elsewhere, ("http://other:7878".into(), None), "the saved token is not sent elsewhere");
+        let given = resolve(&named(Some("http://other:7878"), Some("t2")), saved(home, "t1"));
+        assert_eq!(given.1.as_deref(), Some("t2"));
+        let default = resolve(&named(None, None), saved(None, "t3"));
+        assert_eq!(default, (DEFAULT_SERVER.into(), Some("t3".into())));
+    }
 }
