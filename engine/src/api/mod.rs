@@ -41,6 +41,32 @@ pub struct ApiState {
     tokens: Arc<Tokens>,
 }
 
+/// The API served in the background until [`Serving::stop`].
+pub struct Serving {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Serves the API over `node`, accepting `tokens`, on `listener`.
+    pub fn spawn(listener: tokio::net::TcpListener, node: Arc<Node>, tokens: Tokens) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(
+            axum::serve(listener, router(node, tokens))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        Self { stop, task }
+    }
+
+    /// Stops taking requests and waits for those in flight to finish;
+    /// returns how the server ended.
+    pub async fn stop(self) -> Result<std::io::Result<()>, tokio::task::JoinError> {
+        self.stop.cancel();
+        self.task.await
+    }
+}
+
 /// What the OpenAPI document describes: every route served.
 pub fn route_docs() -> Vec<RouteDoc> {
     routes::all().into_iter().map(|route| route.doc).collect()

@@ -91,14 +91,7 @@ pub fn artifacts(args: ArtifactsArgs, globals: &Globals) -> anyhow::Result<ExitC
             let target = out.unwrap_or_else(|| PathBuf::from(safe_name(&record.name)));
             let mut download = client.download(&format!("{path}/content"), &[])?;
             let to_stdout = target.as_os_str() == "-";
-            let mut sink: Box<dyn std::io::Write> = if to_stdout {
-                Box::new(std::io::stdout().lock())
-            } else {
-                Box::new(
-                    std::fs::File::create(&target)
-                        .with_context(|| format!("creating {}", target.display()))?,
-                )
-            };
+            let mut sink = output::destination((!to_stdout).then_some(target.as_path()))?;
             let bar = output::byte_bar(download.length, format!("downloading {}", record.name));
             let mut digest = Sha256::new();
             let mut buffer = vec![0; 256 << 10];

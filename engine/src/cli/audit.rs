@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use objectos_engine::audit::{AuditEntry, Checkpoint, log};
-use objectos_engine::config::{EngineConfig, parse_span};
+use objectos_engine::config::EngineConfig;
 use objectos_engine::node::Node;
 use objectos_engine::store::AuditQuery;
 use serde_json::{Value, json};
@@ -139,12 +139,7 @@ impl Filter {
 }
 
 fn when(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    let span =
-        parse_span(text).map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a span like 24h"))?;
-    Ok(Utc::now() - chrono::Duration::from_std(span).map_err(|e| e.to_string())?)
+    super::time_arg(text, super::From::Back)
 }
 
 pub fn audit(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -179,7 +174,7 @@ fn local(action: Action, data_dir: PathBuf, json: bool) -> anyhow::Result<ExitCo
             }
             Action::Export { filter, out } => {
                 let query = filter.query(log::PAGE);
-                let mut writer = std::io::BufWriter::new(destination(out.as_ref())?);
+                let mut writer = std::io::BufWriter::new(output::destination(out.as_deref())?);
                 let written = log::export(&**store, query, &mut writer).await?;
                 writer.flush()?;
                 if let Some(path) = out {
@@ -209,7 +204,7 @@ fn remote(action: Action, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
         Action::Export { filter, out } => {
             let mut download = client.download("/v1/audit/export", &filter.params(1000))?;
-            let mut writer = std::io::BufWriter::new(destination(out.as_ref())?);
+            let mut writer = std::io::BufWriter::new(output::destination(out.as_deref())?);
             let bar = output::byte_bar(None, "exporting the audit log");
             let copied = std::io::copy(&mut bar.wrap_read(&mut download.body), &mut writer)?;
             writer.flush()?;
@@ -224,15 +219,6 @@ fn remote(action: Action, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn destination(out: Option<&PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
-    Ok(match out {
-        Some(path) => {
-            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    })
 }
 
 fn print_checkpoint(checkpoint: &Checkpoint, out: Option<PathBuf>) -> anyhow::Result<()> {

@@ -61,8 +61,7 @@ struct DemoServer {
     token: String,
     ops: Client,
     vic: Client,
-    stop: tokio_util::sync::CancellationToken,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: api::Serving,
 }
 
 impl DemoServer {
@@ -80,20 +79,14 @@ impl DemoServer {
         ]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let stop = tokio_util::sync::CancellationToken::new();
-        let serving = tokio::spawn(
-            axum::serve(listener, api::router(node, tokens))
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let serving = api::Serving::spawn(listener, node, tokens);
         let client =
             |token: &str| Client::new(&Connection { server: Some(url.clone()), token: Some(token.into()) });
-        Ok(Self { ops: client(&ops)?, vic: client(&vic)?, url, token: ops, stop, serving })
+        Ok(Self { ops: client(&ops)?, vic: client(&vic)?, url, token: ops, serving })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        Ok(self.serving.await??)
+        Ok(self.serving.stop().await??)
     }
 }
 

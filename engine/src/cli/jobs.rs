@@ -194,11 +194,7 @@ impl Sort {
 pub struct StatsArgs {}
 
 fn later(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    let span = span(text).map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a span like 10m"))?;
-    Ok(Utc::now() + chrono::Duration::from_std(span).map_err(|e| e.to_string())?)
+    super::time_arg(text, super::From::Now)
 }
 
 fn span(text: &str) -> Result<Duration, String> {
@@ -343,9 +339,9 @@ fn wait(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Res
         if Instant::now() >= deadline {
             spinner.finish_and_clear();
             anyhow::bail!(
-                "{id} is still {} after {}; wait longer with --timeout",
+                "{id} is still {} after {} s; wait longer with --timeout",
                 job.status.as_str(),
-                humantime(timeout)
+                timeout.as_secs()
             );
         }
         std::thread::sleep(pause);
@@ -357,7 +353,7 @@ fn wait(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Res
     } else {
         let colour = output::colour();
         let status = output::paint(job.status.as_str(), Tone::of_status(job.status.as_str()), colour);
-        let took = match (job.created_at, job.completed_at.or(job.failed_at).or(job.cancelled_at)) {
+        let took = match (job.created_at, job.ended_at()) {
             (from, Some(to)) => format!(" in {:.1} s", (to - from).num_milliseconds() as f64 / 1000.0),
             _ => String::new(),
         };
@@ -369,10 +365,6 @@ fn wait(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Res
         }
     }
     Ok(if job.status.as_str() == "completed" { ExitCode::SUCCESS } else { ExitCode::from(EXIT_JOB_FAILED) })
-}
-
-fn humantime(span: Duration) -> String {
-    format!("{} s", span.as_secs())
 }
 
 /// The listing's table.
@@ -441,7 +433,7 @@ fn job_details(job: &Job, now: DateTime<Utc>, colour: bool) -> String {
     }
     field("created", when(Some(job.created_at)));
     field("run at", when(Some(job.run_at)));
-    if let Some(at) = job.completed_at.or(job.failed_at).or(job.cancelled_at) {
+    if let Some(at) = job.ended_at() {
         field("finished", when(Some(at)));
     }
     if let Some(progress) = &job.progress {

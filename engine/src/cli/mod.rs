@@ -24,6 +24,7 @@ mod snapshot;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use serde_json::Value;
 
@@ -148,6 +149,32 @@ fn login(globals: &Globals) -> anyhow::Result<ExitCode> {
     let path = saved.save()?;
     println!("saved the server and token to {} (readable by you only)", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which way a span given for a time reaches from now.
+enum From {
+    /// `24h` means 24 hours ago.
+    Back,
+    /// `10m` means in ten minutes.
+    Now,
+}
+
+/// A time argument: RFC 3339, or a span (`24h`, `7d`) back from or on from now.
+fn time_arg(text: &str, from: From) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let example = match from {
+        From::Back => "24h",
+        From::Now => "10m",
+    };
+    let span = objectos_engine::config::parse_span(text)
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor a span like {example}"))?;
+    let span = chrono::Duration::from_std(span).map_err(|e| e.to_string())?;
+    Ok(match from {
+        From::Back => Utc::now() - span,
+        From::Now => Utc::now() + span,
+    })
 }
 
 /// A JSON argument given inline or as `@FILE`.

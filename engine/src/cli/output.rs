@@ -157,6 +157,18 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// Where a command writes its output: the file `out` (created or
+/// truncated), or standard output.
+pub fn destination(out: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::io::Write>> {
+    use anyhow::Context as _;
+    Ok(match out {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    })
+}
+
 /// Prints `value` as indented JSON: the stable shape scripts read.
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -319,13 +319,7 @@ fn read_records(mut reader: Box<dyn std::io::BufRead>) -> anyhow::Result<Vec<Val
 /// Pages through every matching record, writing each as a line; returns
 /// how many.
 fn export(client: &Client, object: &str, query: &QueryArgs, out: Option<&PathBuf>) -> anyhow::Result<u64> {
-    let destination: Box<dyn std::io::Write> = match out {
-        Some(path) => {
-            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut writer = BufWriter::new(destination);
+    let mut writer = BufWriter::new(output::destination(out.map(PathBuf::as_path))?);
     let bar = output::count_bar(None, format!("exporting {object}"));
     let url = format!("/v1/objects/{}/query", segment(object));
     let (mut cursor, mut written) = (None, 0u64);

@@ -5,7 +5,6 @@
 //! gracefully: no new claims, running jobs get `workers.shutdownGrace` to
 //! finish, and whatever still runs is released to run again.
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -114,12 +113,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", node.config.api.listen))?;
         let address = listener.local_addr()?;
-        let stop_http = tokio_util::sync::CancellationToken::new();
-        let http = tokio::spawn(
-            axum::serve(listener, api::router(node.clone(), tokens))
-                .with_graceful_shutdown(stop_http.clone().cancelled_owned())
-                .into_future(),
-        );
+        let http = api::Serving::spawn(listener, node.clone(), tokens);
         tracing::info!(
             listen = %address,
             data_dir = %node.config.data_dir.display(),
@@ -135,8 +129,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             watcher.abort();
         }
         // No new requests; those in flight finish.
-        stop_http.cancel();
-        if let Err(error) = http.await? {
+        if let Err(error) = http.stop().await? {
             tracing::error!(%error, "the HTTP server failed");
         }
         scheduler.stop().await;

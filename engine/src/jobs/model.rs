@@ -310,6 +310,11 @@ impl Job {
     pub fn max_attempts(&self) -> u32 {
         self.max_retries.saturating_add(1)
     }
+
+    /// When it completed, failed for good or was cancelled; `None` while active.
+    pub fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.completed_at.or(self.failed_at).or(self.cancelled_at)
+    }
 }
 
 /// The log of one attempt.

@@ -416,7 +416,7 @@ impl Store for MemoryStore {
             .jobs
             .iter()
             .filter(|(_, job)| {
-                let ended = job.completed_at.or(job.failed_at).or(job.cancelled_at);
+                let ended = job.ended_at();
                 cutoffs
                     .iter()
                     .any(|(status, before)| job.status == *status && ended.is_some_and(|at| at < *before))
