@@ -7,6 +7,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    objectos_engine::allocator::keep_freed_memory();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(code) => code,

@@ -129,25 +129,28 @@ impl Feeding {
 /// The entries for `sources` (in time order; each outbox keeps its own
 /// order) and the cursors they reach.
 fn entries(sources: AuditSources, mut cursors: Cursors, node_id: &str) -> (Vec<AuditEntry>, Cursors) {
-    let mut entries = Vec::with_capacity(sources.jobs.len() + sources.schedules.len() + sources.access.len());
-    for (event, facts) in &sources.jobs {
+    // The events are moved into their entries, not copied: the feeder's
+    // cost is part of every job's when auditing is on.
+    let AuditSources { jobs, schedules, access } = sources;
+    let mut entries = Vec::with_capacity(jobs.len() + schedules.len() + access.len());
+    for (event, facts) in jobs {
         cursors.jobs = event.seq;
-        entries.push(job_entry(event, facts.as_ref(), node_id));
+        entries.push(job_entry(event, facts, node_id));
     }
-    for event in &sources.schedules {
+    for event in schedules {
         cursors.schedules = event.seq;
         entries.push(schedule_entry(event, node_id));
     }
-    for (event, facts) in &sources.access {
+    for (event, facts) in access {
         cursors.access = event.seq;
-        entries.push(access_entry(event, facts.as_ref(), node_id));
+        entries.push(access_entry(event, facts, node_id));
     }
     entries.sort_by_key(|e| e.at); // stable: each outbox's order is kept
     (entries, cursors)
 }
 
-fn actor(principal: &Principal) -> AuditActor {
-    AuditActor { user_id: principal.user_id.clone(), profiles: principal.profiles.clone() }
+fn actor(principal: Principal) -> AuditActor {
+    AuditActor { user_id: principal.user_id, profiles: principal.profiles }
 }
 
 fn text(data: &Value, key: &str) -> Option<String> {
@@ -165,8 +168,9 @@ fn summary(result: &Value) -> String {
     text
 }
 
-fn job_entry(event: &JobEvent, facts: Option<&JobFacts>, node_id: &str) -> AuditEntry {
-    let (action, outcome) = match event.event {
+fn job_entry(event: JobEvent, facts: Option<JobFacts>, node_id: &str) -> AuditEntry {
+    let JobEvent { at, event, job_id, job_name, attempt, from, to, data, .. } = event;
+    let (action, outcome) = match event {
         EventType::Enqueued => ("enqueue", AuditOutcome::Success),
         EventType::Scheduled => ("fire", AuditOutcome::Success),
         EventType::Started => ("start", AuditOutcome::Success),
@@ -178,32 +182,29 @@ fn job_entry(event: &JobEvent, facts: Option<&JobFacts>, node_id: &str) -> Audit
         EventType::Rescued => ("rescue", AuditOutcome::Failure),
         EventType::Released => ("release", AuditOutcome::Success),
     };
-    let mut metadata = match &event.data {
-        Value::Object(data) => data.clone(),
+    let mut metadata = match data {
+        Value::Object(data) => data,
         _ => Map::new(),
     };
-    let error = metadata.remove("error").and_then(|e| e.as_str().map(str::to_string));
-    metadata.insert("from".into(), json!(event.from));
-    metadata.insert("to".into(), json!(event.to));
-    let result_summary = match (event.event, facts) {
+    let error = metadata.remove("error").and_then(|e| match e {
+        Value::String(error) => Some(error),
+        _ => None,
+    });
+    metadata.insert("from".into(), json!(from));
+    metadata.insert("to".into(), json!(to));
+    let result_summary = match (event, &facts) {
         (EventType::Completed, Some(facts)) => facts.result.as_ref().map(summary),
         _ => None,
     };
     AuditEntry {
         seq: 0,
-        at: event.at,
-        event: event.event.as_str().into(),
-        actor: facts.map_or_else(unknown_actor, |f| actor(&f.run_as)),
-        resource: format!("jobs/{}", event.job_id),
+        at,
+        event: event.as_str().into(),
+        actor: facts.map_or_else(unknown_actor, |f| actor(f.run_as)),
+        resource: format!("jobs/{job_id}"),
         action: action.into(),
         outcome,
-        job: Some(AuditJob {
-            job_id: event.job_id.clone(),
-            job_name: event.job_name.clone(),
-            attempt: event.attempt,
-            error,
-            result_summary,
-        }),
+        job: Some(AuditJob { job_id, job_name, attempt, error, result_summary }),
         metadata: Value::Object(metadata),
         node_id: node_id.into(),
     }
@@ -214,7 +215,7 @@ fn unknown_actor() -> AuditActor {
     AuditActor { user_id: "unknown".into(), profiles: Vec::new() }
 }
 
-fn schedule_entry(event: &ScheduleEvent, node_id: &str) -> AuditEntry {
+fn schedule_entry(event: ScheduleEvent, node_id: &str) -> AuditEntry {
     let (action, outcome) = match event.event {
         ScheduleEventType::Created => ("create", AuditOutcome::Success),
         ScheduleEventType::Updated => ("update", AuditOutcome::Success),
@@ -227,17 +228,17 @@ fn schedule_entry(event: &ScheduleEvent, node_id: &str) -> AuditEntry {
         seq: 0,
         at: event.at,
         event: event.event.as_str().into(),
-        actor: actor(&event.actor),
+        actor: actor(event.actor),
         resource: format!("schedules/{}", event.schedule_id),
         action: action.into(),
         outcome,
         job: None,
-        metadata: event.data.clone(),
+        metadata: event.data,
         node_id: node_id.into(),
     }
 }
 
-fn access_entry(event: &AccessEvent, facts: Option<&JobFacts>, node_id: &str) -> AuditEntry {
+fn access_entry(event: AccessEvent, facts: Option<JobFacts>, node_id: &str) -> AuditEntry {
     let (action, outcome) = match event.event {
         AccessEventType::PermissionDenied => {
             (text(&event.data, "action").unwrap_or_else(|| "access".into()), AuditOutcome::Denied)
@@ -250,10 +251,10 @@ fn access_entry(event: &AccessEvent, facts: Option<&JobFacts>, node_id: &str) ->
         AccessEventType::HandlerUploaded => ("upload".into(), AuditOutcome::Success),
         AccessEventType::HandlerDeleted => ("delete".into(), AuditOutcome::Success),
     };
-    let job = event.job_id.as_ref().map(|job_id| AuditJob {
-        job_id: job_id.clone(),
-        job_name: facts.map(|f| f.name.clone()).unwrap_or_default(),
-        attempt: facts.map_or(0, |f| f.attempts),
+    let job = event.job_id.map(|job_id| AuditJob {
+        job_id,
+        job_name: facts.as_ref().map(|f| f.name.clone()).unwrap_or_default(),
+        attempt: facts.as_ref().map_or(0, |f| f.attempts),
         error: match event.event {
             AccessEventType::PermissionDenied => text(&event.data, "reason"),
             _ => None,
@@ -264,12 +265,12 @@ fn access_entry(event: &AccessEvent, facts: Option<&JobFacts>, node_id: &str) ->
         seq: 0,
         at: event.at,
         event: event.event.as_str().into(),
-        actor: actor(&event.actor),
-        resource: event.resource.clone(),
+        actor: actor(event.actor),
+        resource: event.resource,
         action,
         outcome,
         job,
-        metadata: event.data.clone(),
+        metadata: event.data,
         node_id: node_id.into(),
     }
 }

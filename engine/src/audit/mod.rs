@@ -100,7 +100,10 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// The exact bytes the entry is stored as.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("audit entries serialize")
+        // Most entries fit: one allocation rather than a growing vector.
+        let mut bytes = Vec::with_capacity(512);
+        serde_json::to_writer(&mut bytes, self).expect("audit entries serialize");
+        bytes
     }
 }
 
@@ -126,7 +129,18 @@ pub struct StoredEntry {
 
 /// Chains `entries` (their `seq` set from `after`) onto a log whose last
 /// entry is `after` with hash `previous`, returning them as stored.
-pub fn chain(mut after: u64, previous: &str, entries: Vec<AuditEntry>) -> Vec<StoredEntry> {
+pub fn chain(after: u64, previous: &str, entries: Vec<AuditEntry>) -> Vec<StoredEntry> {
+    chain_into(after, previous, entries, |stored, _| stored)
+}
+
+/// [`chain`], handing each entry as stored and the entry itself to `row`,
+/// which keeps what it needs of them without copying.
+pub fn chain_into<R>(
+    mut after: u64,
+    previous: &str,
+    entries: Vec<AuditEntry>,
+    mut row: impl FnMut(StoredEntry, AuditEntry) -> R,
+) -> Vec<R> {
     let mut previous = previous.to_string();
     entries
         .into_iter()
@@ -136,7 +150,7 @@ pub fn chain(mut after: u64, previous: &str, entries: Vec<AuditEntry>) -> Vec<St
             let bytes = entry.encode();
             let hash = link(&previous, &bytes);
             previous.clone_from(&hash);
-            StoredEntry { seq: after, bytes, hash }
+            row(StoredEntry { seq: after, bytes, hash }, entry)
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::records::AccessEvent;
-use crate::audit::{AuditEntry, Checkpoint, GENESIS, StoredEntry, chain};
+use crate::audit::{AuditEntry, Checkpoint, GENESIS, StoredEntry, chain_into};
 use crate::jobs::JobEvent;
 use crate::principal::Principal;
 use crate::schedule::ScheduleEvent;
@@ -72,7 +72,8 @@ pub struct JobFacts {
     pub attempts: u32,
     /// The principal it runs as.
     pub run_as: Principal,
-    /// Its result, once completed.
+    /// Its result, read for a `job.completed` event only (the one entry
+    /// that summarizes it).
     pub result: Option<Value>,
 }
 
@@ -115,25 +116,14 @@ impl AuditRow {
     /// `entries` chained onto the log ending at `head`, numbered from
     /// `head.seq + 1`, with their query columns.
     pub fn chain(head: &Checkpoint, entries: Vec<AuditEntry>) -> Vec<AuditRow> {
-        let columns: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                let job_id = e.job.as_ref().map(|j| j.job_id.clone());
-                (e.at, e.event.clone(), e.actor.user_id.clone(), e.resource.clone(), job_id)
-            })
-            .collect();
-        chain(head.seq, &head.hash, entries)
-            .into_iter()
-            .zip(columns)
-            .map(|(stored, (at, event, user_id, resource, job_id))| AuditRow {
-                stored,
-                at,
-                event,
-                user_id,
-                resource,
-                job_id,
-            })
-            .collect()
+        chain_into(head.seq, &head.hash, entries, |stored, entry| AuditRow {
+            stored,
+            at: entry.at,
+            event: entry.event,
+            user_id: entry.actor.user_id,
+            resource: entry.resource,
+            job_id: entry.job.map(|j| j.job_id),
+        })
     }
 }
 

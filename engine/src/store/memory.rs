@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::memory_log::Log;
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
     RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
@@ -40,12 +41,12 @@ pub(super) struct State {
     leases: HashMap<String, Held>,
     next_token: u64,
     unique: HashMap<String, String>,
-    pub(super) events: Vec<JobEvent>,
+    pub(super) events: Log<JobEvent>,
     logs: HashMap<String, Vec<AttemptLog>>,
     handlers: BTreeMap<String, HandlerRecord>,
     versions: HashMap<String, Arc<Vec<u8>>>,
     schedules: BTreeMap<String, Schedule>,
-    pub(super) schedule_events: Vec<ScheduleEvent>,
+    pub(super) schedule_events: Log<ScheduleEvent>,
     /// Fire keys taken, with the job each enqueued.
     fire_keys: HashMap<String, String>,
     pub(super) records: super::memory_records::Records,
@@ -72,20 +73,21 @@ impl MemoryStore {
 
 /// Up to `limit` events of an outbox after sequence number `after` (event
 /// `n` is at index `n - 1`).
-pub(super) fn events_after<T>(events: &[T], after: u64, limit: usize) -> &[T] {
-    let start = (after as usize).min(events.len());
-    &events[start..(start + limit).min(events.len())]
+pub(super) fn events_after<T: Clone>(events: &Log<T>, after: u64, limit: usize) -> Vec<T> {
+    events.iter_from(after as usize).take(limit).cloned().collect()
 }
 
 impl State {
     /// What the audit log records of a job, while the job is kept.
-    pub(super) fn job_facts(&self, id: &str) -> Option<super::audit::JobFacts> {
+    /// Its result only `with_result` (the entry of a completion is the only
+    /// one to summarize it; copying it for every event cost more than the rest).
+    pub(super) fn job_facts(&self, id: &str, with_result: bool) -> Option<super::audit::JobFacts> {
         let job = self.seq_of.get(id).and_then(|seq| self.jobs.get(seq))?;
         Some(super::audit::JobFacts {
             name: job.name.clone(),
             attempts: job.attempts,
             run_as: job.run_as.clone(),
-            result: job.result.clone(),
+            result: if with_result { job.result.clone() } else { None },
         })
     }
 
@@ -478,7 +480,7 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
-        Ok(events_after(&self.lock().events, after, limit).to_vec())
+        Ok(events_after(&self.lock().events, after, limit))
     }
 
     async fn put_handler(
@@ -566,6 +568,6 @@ impl Store for MemoryStore {
     }
 
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError> {
-        Ok(events_after(&self.lock().schedule_events, after, limit).to_vec())
+        Ok(events_after(&self.lock().schedule_events, after, limit))
     }
 }

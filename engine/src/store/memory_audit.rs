@@ -7,13 +7,15 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
 use super::memory::{MemoryStore, events_after};
+use super::memory_log::Log;
 use crate::audit::{Checkpoint, StoredEntry};
+use crate::jobs::EventType;
 
 #[derive(Default)]
 pub(super) struct Audit {
     head: AuditHead,
     /// The entries after `head.pruned`, in order.
-    rows: Vec<AuditRow>,
+    rows: Log<AuditRow>,
 }
 
 #[async_trait]
@@ -25,14 +27,23 @@ impl AuditStore for MemoryStore {
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
         let state = self.lock();
         Ok(AuditSources {
-            jobs: events_after(&state.events, cursors.jobs, limit)
-                .iter()
-                .map(|event| (event.clone(), state.job_facts(&event.job_id)))
+            jobs: state
+                .events
+                .iter_from(cursors.jobs as usize)
+                .take(limit)
+                .map(|event| {
+                    (event.clone(), state.job_facts(&event.job_id, event.event == EventType::Completed))
+                })
                 .collect(),
-            schedules: events_after(&state.schedule_events, cursors.schedules, limit).to_vec(),
-            access: events_after(&state.records.events, cursors.access, limit)
-                .iter()
-                .map(|event| (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id))))
+            schedules: events_after(&state.schedule_events, cursors.schedules, limit),
+            access: state
+                .records
+                .events
+                .iter_from(cursors.access as usize)
+                .take(limit)
+                .map(|event| {
+                    (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id, false)))
+                })
                 .collect(),
         })
     }
@@ -56,8 +67,8 @@ impl AuditStore for MemoryStore {
         let state = self.lock();
         let rows = &state.audit.rows;
         let start = rows.partition_point(|r| r.stored.seq <= query.after);
-        Ok(rows[start..]
-            .iter()
+        Ok(rows
+            .iter_from(start)
             .filter(|r| query.matches(r))
             .take(query.limit)
             .map(|r| r.stored.clone())
@@ -67,13 +78,10 @@ impl AuditStore for MemoryStore {
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let audit = &mut state.audit;
-        let old = audit.rows.iter().take(limit).take_while(|r| r.at < before).count();
-        if old == 0 {
-            return Ok(0);
-        }
-        let last = &audit.rows[old - 1].stored;
-        audit.head.pruned = Some(Checkpoint { seq: last.seq, hash: last.hash.clone() });
-        audit.rows.drain(..old);
+        let old = audit.rows.iter_from(0).take(limit).take_while(|r| r.at < before).count();
+        let Some(last) = audit.rows.iter_from(0).nth(old.wrapping_sub(1)) else { return Ok(0) };
+        audit.head.pruned = Some(Checkpoint { seq: last.stored.seq, hash: last.stored.hash.clone() });
+        audit.rows.drop_front(old);
         Ok(old as u64)
     }
 }

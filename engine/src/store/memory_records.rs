@@ -23,7 +23,7 @@ use crate::sandbox::{ImportReport, OnConflict, WriteReport};
 pub(super) struct Records {
     objects: HashMap<String, BTreeMap<String, Value>>,
     fields: BTreeMap<String, BTreeSet<String>>,
-    pub(super) events: Vec<AccessEvent>,
+    pub(super) events: super::memory_log::Log<AccessEvent>,
 }
 
 impl Records {
@@ -221,6 +221,6 @@ impl RecordStore for MemoryStore {
     }
 
     async fn access_events(&self, after: u64, limit: usize) -> Result<Vec<AccessEvent>, StoreError> {
-        Ok(super::memory::events_after(&self.lock().records.events, after, limit).to_vec())
+        Ok(super::memory::events_after(&self.lock().records.events, after, limit))
     }
 }

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod memory;
 mod memory_artifacts;
 mod memory_audit;
+mod memory_log;
 mod memory_records;
 pub mod records;
 pub mod sqlite;

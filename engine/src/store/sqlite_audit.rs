@@ -36,8 +36,11 @@ fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
         .map_err(backend)
 }
 
-/// The job columns [`facts`] reads, from a join on `jobs j`.
-const FACTS: &str = "j.name, j.attempts, j.run_as, j.result";
+/// The job columns [`facts`] reads, from a join on `jobs j`; the result
+/// only for a completion (`e`, the job event), the one entry to summarize it.
+const FACTS: &str = "j.name, j.attempts, j.run_as, CASE WHEN e.type = 'job.completed' THEN j.result END";
+/// [`FACTS`] for an access event, which never summarizes a result.
+const ACCESS_FACTS: &str = "j.name, j.attempts, j.run_as, NULL";
 
 /// The rows of an outbox read `sql` (`?1` the cursor, `?2` the limit), each
 /// event read by `event` with its job's [`FACTS`] from column `facts_at`.
@@ -99,7 +102,7 @@ impl AuditStore for SqliteStore {
             let access = with_facts(
                 conn,
                 &format!(
-                    "SELECT a.seq, a.at, a.type, a.actor, a.job_id, a.resource, a.data, {FACTS}
+                    "SELECT a.seq, a.at, a.type, a.actor, a.job_id, a.resource, a.data, {ACCESS_FACTS}
                      FROM access_events a LEFT JOIN jobs j ON j.id = a.job_id
                      WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2"
                 ),
