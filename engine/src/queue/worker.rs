@@ -175,28 +175,21 @@ async fn maintain(inner: Arc<Inner>, stopped: CancellationToken) {
     }
 }
 
-/// An attempt that has ended and waits to be recorded; its slot is held
-/// until it is.
-struct Ended {
-    finish: Finish,
-}
-
-/// Records ended attempts in batches: everything that ended while the
-/// previous batch was being written goes into the next store call. A job's
+/// Records ended attempts (each [`Finish`] sent by its job) in batches:
+/// everything that ended while the previous batch was being written goes
+/// into the next store call. A job's
 /// slot is freed when its sandbox run ends, before this records it, so the
 /// dispatcher's next claim and these finishes share one commit (and one
 /// fsync); the job stays in `running` (its lease renewed) until recorded.
-async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<Ended>) {
+async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<Finish>) {
     const MAX_BATCH: usize = 1024;
-    while let Some(first) = ended.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match ended.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+    loop {
+        // Sized for what is waiting: growing it one finish at a time was a
+        // visible part of every job's cost.
+        let mut finishes = Vec::with_capacity(ended.len().clamp(1, MAX_BATCH));
+        if ended.recv_many(&mut finishes, MAX_BATCH).await == 0 {
+            return;
         }
-        let finishes: Vec<Finish> = batch.into_iter().map(|e| e.finish).collect();
         let ids: Vec<(String, String)> =
             finishes.iter().map(|f| (f.job_id.clone(), f.job_name.clone())).collect();
         match inner.store.finish(finishes, inner.clock.now()).await {
@@ -242,7 +235,7 @@ fn claim_budget(inner: &Inner, free: usize) -> (usize, Vec<String>) {
     (limit, saturated)
 }
 
-async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc::UnboundedSender<Ended>) {
+async fn dispatch(inner: Arc<Inner>, shutdown: CancellationToken, finished: mpsc::UnboundedSender<Finish>) {
     let queue = Queue { inner: inner.clone() };
     match queue.rescue(Some(inner.config.node_id.clone())).await {
         Ok(recovered) if !recovered.is_empty() => tracing::warn!(
@@ -351,7 +344,7 @@ async fn run_job(
     inner: Arc<Inner>,
     claimed: Claimed,
     permit: OwnedSemaphorePermit,
-    finished: mpsc::UnboundedSender<Ended>,
+    finished: mpsc::UnboundedSender<Finish>,
 ) {
     let Claimed { job, lease_token } = claimed;
     let cancel = CancellationToken::new();
@@ -449,7 +442,7 @@ async fn run_job(
     };
     // The recorder outlives every sender; if it is gone the engine is
     // shutting down and the lease will expire and be rescued.
-    let _ = finished.send(Ended { finish });
+    let _ = finished.send(finish);
     drop(permit);
     inner.wake.notify_one();
 }

@@ -41,7 +41,8 @@ pub(super) struct State {
     leases: HashMap<String, Held>,
     next_token: u64,
     unique: HashMap<String, String>,
-    pub(super) events: Log<JobEvent>,
+    /// Shared, so the audit feeder copies them after letting go of the lock.
+    pub(super) events: Log<Arc<JobEvent>>,
     logs: HashMap<String, Vec<AttemptLog>>,
     handlers: BTreeMap<String, HandlerRecord>,
     versions: HashMap<String, Arc<Vec<u8>>>,
@@ -93,7 +94,7 @@ impl State {
 
     fn emit(&mut self, mut event: JobEvent) {
         event.seq = self.events.len() as u64 + 1;
-        self.events.push(event);
+        self.events.push(Arc::new(event));
     }
 
     fn wait(&mut self, seq: u64, rank: i64, run_at: DateTime<Utc>, now: DateTime<Utc>) {
@@ -263,9 +264,12 @@ impl Store for MemoryStore {
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
+        // A finish applies only to a running job: its events are built
+        // before the lock is taken, so workers are not held up by them.
+        let events: Vec<_> = finishes.iter().map(|f| finish_events(f, JobStatus::Running, now)).collect();
         let mut state = self.lock();
         let mut results = Vec::with_capacity(finishes.len());
-        for finish in finishes {
+        for (finish, events) in finishes.into_iter().zip(events) {
             let Some(&seq) = state.seq_of.get(&finish.job_id) else {
                 results.push(Err(StoreError::NotFound(finish.job_id)));
                 continue;
@@ -277,7 +281,6 @@ impl Store for MemoryStore {
             }
             state.leases.remove(&finish.job_id);
             let job = state.jobs.get_mut(&seq).expect("exists");
-            let from = job.status;
             if finish.kind != FinishKind::Release {
                 job.attempt_log.push(finish.attempt.clone());
                 job.error = finish.attempt.error.clone();
@@ -310,7 +313,7 @@ impl Store for MemoryStore {
             }
             let status = job.status;
             let (rank, run_at, key) = (job.priority.rank(), job.run_at, job.unique_key.clone());
-            for event in finish_events(&finish, from, now) {
+            for event in events {
                 state.emit(event);
             }
             if status.is_final() {
@@ -480,7 +483,7 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
-        Ok(events_after(&self.lock().events, after, limit))
+        Ok(events_after(&self.lock().events, after, limit).into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     async fn put_handler(

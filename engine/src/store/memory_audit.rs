@@ -1,6 +1,8 @@
 //! The audit log in process memory: the reference for the SQLite and
 //! PostgreSQL backends in the conformance suite.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -26,26 +28,24 @@ impl AuditStore for MemoryStore {
 
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
         let state = self.lock();
-        Ok(AuditSources {
-            jobs: state
-                .events
-                .iter_from(cursors.jobs as usize)
-                .take(limit)
-                .map(|event| {
-                    (event.clone(), state.job_facts(&event.job_id, event.event == EventType::Completed))
-                })
-                .collect(),
-            schedules: events_after(&state.schedule_events, cursors.schedules, limit),
-            access: state
-                .records
-                .events
-                .iter_from(cursors.access as usize)
-                .take(limit)
-                .map(|event| {
-                    (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id, false)))
-                })
-                .collect(),
-        })
+        let jobs: Vec<_> = state
+            .events
+            .iter_from(cursors.jobs as usize)
+            .take(limit)
+            .map(|event| (event.clone(), state.job_facts(&event.job_id, event.event == EventType::Completed)))
+            .collect();
+        let schedules = events_after(&state.schedule_events, cursors.schedules, limit);
+        let access = state
+            .records
+            .events
+            .iter_from(cursors.access as usize)
+            .take(limit)
+            .map(|event| (event.clone(), event.job_id.as_deref().and_then(|id| state.job_facts(id, false))))
+            .collect();
+        drop(state);
+        // Copied now that workers can take the lock again.
+        let jobs = jobs.into_iter().map(|(event, facts)| (Arc::unwrap_or_clone(event), facts)).collect();
+        Ok(AuditSources { jobs, schedules, access })
     }
 
     async fn append_audit(&self, append: AuditAppend) -> Result<(), StoreError> {
