@@ -177,10 +177,10 @@ async fn maintain(inner: Arc<Inner>, stopped: CancellationToken) {
 
 /// Records ended attempts (each [`Finish`] sent by its job) in batches:
 /// everything that ended while the previous batch was being written goes
-/// into the next store call. A job's
-/// slot is freed when its sandbox run ends, before this records it, so the
-/// dispatcher's next claim and these finishes share one commit (and one
-/// fsync); the job stays in `running` (its lease renewed) until recorded.
+/// into the next store call. A job's slot is freed when its sandbox run
+/// ends, before this records it, so the dispatcher's next claim and these
+/// finishes share one commit (and one fsync); the job stays in `running`
+/// (its lease renewed) until recorded.
 async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<Finish>) {
     const MAX_BATCH: usize = 1024;
     loop {
