@@ -483,7 +483,8 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
-        Ok(events_after(&self.lock().events, after, limit).into_iter().map(Arc::unwrap_or_clone).collect())
+        let shared = events_after(&self.lock().events, after, limit);
+        Ok(shared.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     async fn put_handler(
