@@ -78,9 +78,13 @@ impl AuditStore for MemoryStore {
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let audit = &mut state.audit;
-        let old = audit.rows.iter_from(0).take(limit).take_while(|r| r.at < before).count();
-        let Some(last) = audit.rows.iter_from(0).nth(old.wrapping_sub(1)) else { return Ok(0) };
-        audit.head.pruned = Some(Checkpoint { seq: last.stored.seq, hash: last.stored.hash.clone() });
+        let (mut old, mut last) = (0, None);
+        for row in audit.rows.iter_from(0).take(limit).take_while(|r| r.at < before) {
+            old += 1;
+            last = Some(&row.stored);
+        }
+        let Some(last) = last else { return Ok(0) };
+        audit.head.pruned = Some(Checkpoint { seq: last.seq, hash: last.hash.clone() });
         audit.rows.drop_front(old);
         Ok(old as u64)
     }
