@@ -54,8 +54,8 @@ fn audit_commands_list_export_checkpoint_and_catch_tampering() {
         stdout(&verified)
     );
 
-    // Someone edits an entry in the database.
-    let conn = rusqlite::Connection::open(data_dir.join("objectos.db")).unwrap();
+    // Someone edits an entry in the audit log's database file.
+    let conn = rusqlite::Connection::open(data_dir.join("objectos.audit.db")).unwrap();
     let edited = conn
         .execute("UPDATE audit_log SET bytes = replace(bytes, '\"pause\"', '\"resume\"') WHERE bytes LIKE '%\"pause\"%'", [])
         .unwrap();

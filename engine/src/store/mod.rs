@@ -20,6 +20,7 @@ pub mod records;
 pub mod sqlite;
 mod sqlite_artifacts;
 mod sqlite_audit;
+mod sqlite_db;
 mod sqlite_filter;
 mod sqlite_records;
 

@@ -1,26 +1,20 @@
-//! The embedded SQLite store: one database file in WAL mode.
-//!
-//! Writes go through one writer thread that commits whatever has queued up
-//! in a single transaction (group commit). A request that is refused (a
-//! stale lease, an unknown job) finds out before it writes anything, so it
-//! leaves no trace and the others commit; a request that can be refused
-//! halfway (a batch enqueue meeting a taken unique key) runs in its own
-//! savepoint. A database error rolls the whole group back and every request
-//! in it gets the error: nothing partial is ever committed. Replies are sent
-//! only after the commit, so a caller never sees a write that could still be
-//! lost. Reads use a separate connection; WAL lets them run beside
-//! the writer, and other processes may open the same file.
+//! The embedded SQLite store: one database file in WAL mode for the jobs
+//! and everything else, and a second beside it for the audit log, each
+//! with its own writer thread (`sqlite_db.rs`). The log's entries,
+//! head and outbox cursors live together in its file, so an append and the
+//! cursors it moves still commit as one; the queue's commits no longer wait
+//! behind the log's.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-use tokio::sync::oneshot;
 
+use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, move_audit_log};
+pub use super::sqlite_db::Durability;
+use super::sqlite_db::{Connections, Database, Migrations};
+pub(super) use super::sqlite_db::{backend, in_savepoint};
 use super::sqlite_records::emit;
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
@@ -35,7 +29,7 @@ use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 /// Schema migrations, applied in order on open; never edit a shipped one.
-const MIGRATIONS: &[(i64, &str)] = &[
+const MIGRATIONS: Migrations = &[
     (
         1,
         "CREATE TABLE jobs (
@@ -226,6 +220,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (artifact_id, idx)
     ) WITHOUT ROWID;",
     ),
+    (
+        AUDIT_MOVED,
+        // The audit log moved to its own file (copied there first, by
+        // `move_audit_log`).
+        "DROP TABLE audit_log; DROP TABLE audit_head;",
+    ),
 ];
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
@@ -239,139 +239,31 @@ const WAITING: &str = "(status = 'pending' OR status = 'scheduled' OR status = '
 const ACTIVE: &str =
     "(status = 'pending' OR status = 'scheduled' OR status = 'running' OR status = 'retrying')";
 
-/// How hard commits are pushed to disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// Every commit is fsynced: nothing acknowledged is lost, even on power loss.
-    #[default]
-    Full,
-    /// Commits survive a crash of the process (kill -9) but the last ones may
-    /// be lost on power loss. Faster on slow disks.
-    Normal,
-}
-
-type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// One request run inside the group's transaction: whether it failed in the
-/// database (which rolls the group back), and how to send its reply.
-type Work = Box<dyn FnOnce(&Connection) -> (bool, Delivery) + Send>;
-
-/// Jobs, events and handlers in one SQLite database file.
+/// Jobs, events, handlers, schedules, records and artifacts in one SQLite
+/// database file, the audit log in a second one beside it.
 pub struct SqliteStore {
-    writer: mpsc::Sender<Work>,
-    reader: Arc<Mutex<Connection>>,
+    db: Database,
+    pub(super) audit: Database,
     path: PathBuf,
-    /// Dropping it stops the checkpointer thread.
-    _checkpointer: mpsc::Sender<()>,
 }
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Copies the WAL into the database file beside the writer. Left to the
-/// writer (SQLite's automatic checkpoint), every thousandth page written
-/// stalled a commit — and every caller waiting on it — while the pages were
-/// copied and synced. A passive checkpoint never blocks the writer.
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed; retrying");
-        }
-    }
-}
-
-pub(super) fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
-
-fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    // Each connection is used by one thread at a time (the writer thread, or
-    // readers behind a mutex), so SQLite's own per-call locking is not needed.
-    let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let flags = flags - rusqlite::OpenFlags::SQLITE_OPEN_FULL_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| backend(format!("{}: {e}", path.display())))?;
-    let synchronous = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    // The busy timeout comes first: switching a new database to WAL takes a
-    // lock that another process opening it at the same moment may hold.
-    conn.execute_batch(&format!(
-        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};
-         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
-    ))
-    .map_err(backend)?;
-    super::sqlite_filter::register_functions(&conn).map_err(backend)?;
-    // Room for every statement the store prepares (the default 16 is fewer,
-    // and an evicted statement is parsed again on its next use).
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .map_err(backend)?;
-    let applied: i64 = tx
-        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))
-        .map_err(backend)?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
-        tx.execute_batch(sql).map_err(|e| backend(format!("migration {version}: {e}")))?;
-        tx.execute(
-            "INSERT INTO schema_migrations VALUES (?1, ?2)",
-            params![version, Utc::now().timestamp_millis()],
-        )
-        .map_err(backend)?;
-    }
-    tx.commit().map_err(backend)
+/// The audit log's file for the database at `path`: `objectos.db` keeps
+/// its log in `objectos.audit.db`.
+pub fn audit_path(path: &Path) -> PathBuf {
+    path.with_extension("audit.db")
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path` and its audit log
+    /// (see [`audit_path`]) and migrates them.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
-        }
-        // Two processes opening one new database at once (a server starting
-        // and a local command beside it) can find it locked in ways SQLite
-        // reports at once instead of waiting out the busy timeout (while the
-        // other switches it to WAL or migrates it): try again for a while.
-        let started = Instant::now();
-        let (writer_conn, reader, checkpoint_conn) = loop {
-            match Self::connect(&path, durability) {
-                Err(StoreError::Backend(message))
-                    if message.contains("database is locked")
-                        && started.elapsed() < Duration::from_secs(10) =>
-                {
-                    tracing::debug!(%message, "the database is busy opening; trying again");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
-        let (writer, work) = mpsc::channel::<Work>();
-        std::thread::Builder::new()
-            .name("objectos-sqlite-writer".into())
-            .spawn(move || write_loop(writer_conn, work))
-            .map_err(backend)?;
-        let (checkpointer, stop) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("objectos-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop))
-            .map_err(backend)?;
-        Ok(Self { writer, reader: Arc::new(Mutex::new(reader)), path, _checkpointer: checkpointer })
-    }
-
-    /// The writer's connection (migrated), the reader's and the checkpointer's.
-    fn connect(
-        path: &Path,
-        durability: Durability,
-    ) -> Result<(Connection, Connection, Connection), StoreError> {
-        let mut writer = open_connection(path, durability)?;
-        migrate(&mut writer)?;
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(backend)?;
-        Ok((writer, open_connection(path, durability)?, open_connection(path, durability)?))
+        let mut audit = Connections::open(&audit_path(&path), durability, AUDIT_MIGRATIONS, |_, _| Ok(()))?;
+        let db = Connections::open(&path, durability, MIGRATIONS, |version, tx| match version {
+            AUDIT_MOVED => move_audit_log(tx, &mut audit.writer),
+            _ => Ok(()),
+        })?;
+        Ok(Self { db: db.start("sqlite")?, audit: audit.start("audit")?, path })
     }
 
     /// The database file.
@@ -379,97 +271,23 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` inside the writer's next transaction and returns its result
-    /// once that transaction has committed. `f` must either succeed, or fail
-    /// before writing anything, or fail with a database error; a request
-    /// that can be refused after it has written uses [`in_savepoint`].
+    /// Runs `f` in the database's next write transaction (see
+    /// [`Database::write`]).
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let work: Work = Box::new(move |conn| {
-            let result = f(conn);
-            let failed = matches!(result, Err(StoreError::Backend(_)));
-            if let Err(StoreError::Backend(error)) = &result {
-                tracing::error!(%error, "a write failed in the database; rolling back its group");
-            }
-            let deliver: Delivery = Box::new(move |committed| {
-                let _ = reply.send(committed.and(result));
-            });
-            (failed, deliver)
-        });
-        self.writer.send(work).map_err(|_| backend("the database writer has stopped"))?;
-        answer.await.map_err(|_| backend("the write was not committed (see the engine log)"))?
+        self.db.write(f).await
     }
 
+    /// Runs `f` on the database's reader.
     pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
-            .await
-            .map_err(backend)?
-    }
-}
-
-pub(super) fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    control(conn, "SAVEPOINT request")?;
-    let result = f(conn);
-    if result.is_err() {
-        control(conn, "ROLLBACK TO request")?;
-    }
-    control(conn, "RELEASE request")?;
-    result
-}
-
-/// Runs a transaction-control statement, prepared once per connection
-/// (parsing it anew each time was a visible part of every write).
-fn control(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql).and_then(|mut stmt| stmt.execute([])).map(drop).map_err(backend)
-}
-
-/// Commits whatever work has queued up, in one transaction at a time.
-fn write_loop(conn: Connection, work: mpsc::Receiver<Work>) {
-    const MAX_BATCH: usize = 1024;
-    while let Ok(first) = work.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match work.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = control(&conn, "BEGIN IMMEDIATE") {
-            // Dropping the work unrun drops its reply channel: each caller
-            // gets an error and nothing was written.
-            tracing::error!(%error, "cannot begin a write transaction");
-            continue;
-        }
-        let mut failed = false;
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for item in batch {
-            let (item_failed, deliver) = item(&conn);
-            failed |= item_failed;
-            deliveries.push(deliver);
-        }
-        let committed = if failed {
-            Err(backend("a database error rolled back this write (see the engine log)"))
-        } else {
-            control(&conn, "COMMIT")
-        };
-        if committed.is_err() {
-            let _ = control(&conn, "ROLLBACK");
-        }
-        for deliver in deliveries {
-            deliver(committed.clone());
-        }
+        self.db.read(f).await
     }
 }
 

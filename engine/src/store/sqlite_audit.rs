@@ -1,17 +1,94 @@
-//! The audit log in SQLite: `audit_log` holds each entry's exact bytes and
-//! hash (the query columns are generated from the bytes), `audit_head` the
-//! end of the chain, the outbox cursors and the retained checkpoint.
+//! The audit log in SQLite, in a file of its own beside the database (see
+//! [`super::sqlite::audit_path`]): `audit_log` holds each entry's exact
+//! bytes and hash (the query columns are generated from the bytes),
+//! `audit_head` the end of the chain, the outbox cursors and the retained
+//! checkpoint. The outboxes it reads are in the database.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::StoreError;
 use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, JobFacts};
 use super::records::timestamp;
 use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_events_after};
+use super::sqlite_db::Migrations;
 use super::sqlite_records::event_from_row as access_event_from_row;
 use crate::audit::{Checkpoint, StoredEntry};
+
+/// The audit log file's migrations; never edit a shipped one.
+pub(super) const AUDIT_MIGRATIONS: Migrations = &[(
+    1,
+    // An entry is its exact bytes and hash; the columns queries use are
+    // generated from those bytes, so they can never say something else.
+    "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        bytes TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
+        event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
+        user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
+        resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
+        job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
+    );
+    CREATE INDEX audit_at ON audit_log (at);
+    CREATE INDEX audit_event ON audit_log (event, seq);
+    CREATE INDEX audit_user ON audit_log (user_id, seq);
+    CREATE INDEX audit_job ON audit_log (job_id, seq) WHERE job_id IS NOT NULL;
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        jobs INTEGER NOT NULL,
+        schedules INTEGER NOT NULL,
+        access INTEGER NOT NULL,
+        pruned_seq INTEGER,
+        pruned_hash TEXT
+    );
+    INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);",
+)];
+
+/// The database's migration that removes the audit log it held before the
+/// log had a file of its own.
+pub(super) const AUDIT_MOVED: i64 = 7;
+
+/// Copies the log a database held (`db`, in its migration's transaction)
+/// into the log's own file, unless that file already holds one (a crash
+/// after the copy committed and before the database's migration did).
+/// The copy commits first, so the entries are never only in neither.
+pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Result<(), StoreError> {
+    let tx = audit.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+    if head(&tx)? != AuditHead::default() {
+        return Ok(());
+    }
+    {
+        let mut insert =
+            tx.prepare("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)").map_err(backend)?;
+        let mut read = db.prepare("SELECT seq, bytes, hash FROM audit_log ORDER BY seq").map_err(backend)?;
+        let mut rows = read.query([]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let (seq, bytes, hash): (i64, String, String) =
+                (row.get(0).map_err(backend)?, row.get(1).map_err(backend)?, row.get(2).map_err(backend)?);
+            insert.execute(params![seq, bytes, hash]).map_err(backend)?;
+        }
+    }
+    let old = head(db)?;
+    tx.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2, jobs = ?3, schedules = ?4, access = ?5,
+         pruned_seq = ?6, pruned_hash = ?7",
+        params![
+            old.seq as i64,
+            old.hash,
+            old.cursors.jobs as i64,
+            old.cursors.schedules as i64,
+            old.cursors.access as i64,
+            old.pruned.as_ref().map(|p| p.seq as i64),
+            old.pruned.map(|p| p.hash),
+        ],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
 
 fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
     conn.prepare_cached("SELECT seq, hash, jobs, schedules, access, pruned_seq, pruned_hash FROM audit_head")
@@ -82,7 +159,7 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        self.read(head).await
+        self.audit.read(head).await
     }
 
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
@@ -116,95 +193,101 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit(&self, append: AuditAppend) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let current = head(conn)?;
-            if current.seq != append.head.seq || current.hash != append.head.hash {
-                return Err(StoreError::AuditMoved);
-            }
-            let mut insert = conn
-                .prepare_cached("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)")
+        self.audit
+            .write(move |conn| {
+                let current = head(conn)?;
+                if current.seq != append.head.seq || current.hash != append.head.hash {
+                    return Err(StoreError::AuditMoved);
+                }
+                let mut insert = conn
+                    .prepare_cached("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)")
+                    .map_err(backend)?;
+                let mut last = (current.seq, current.hash);
+                for row in append.rows {
+                    let bytes = String::from_utf8(row.stored.bytes).map_err(backend)?;
+                    insert
+                        .execute(params![row.stored.seq as i64, bytes, row.stored.hash])
+                        .map_err(backend)?;
+                    last = (row.stored.seq, row.stored.hash);
+                }
+                conn.prepare_cached(
+                    "UPDATE audit_head SET seq = ?1, hash = ?2, jobs = ?3, schedules = ?4, access = ?5",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        last.0 as i64,
+                        last.1,
+                        append.cursors.jobs as i64,
+                        append.cursors.schedules as i64,
+                        append.cursors.access as i64
+                    ])
+                })
                 .map_err(backend)?;
-            let mut last = (current.seq, current.hash);
-            for row in append.rows {
-                let bytes = String::from_utf8(row.stored.bytes).map_err(backend)?;
-                insert.execute(params![row.stored.seq as i64, bytes, row.stored.hash]).map_err(backend)?;
-                last = (row.stored.seq, row.stored.hash);
-            }
-            conn.prepare_cached(
-                "UPDATE audit_head SET seq = ?1, hash = ?2, jobs = ?3, schedules = ?4, access = ?5",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    last.0 as i64,
-                    last.1,
-                    append.cursors.jobs as i64,
-                    append.cursors.schedules as i64,
-                    append.cursors.access as i64
-                ])
+                Ok(())
             })
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+            .await
     }
 
     async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<StoredEntry>, StoreError> {
-        self.read(move |conn| {
-            let mut sql = String::from("SELECT seq, bytes, hash FROM audit_log WHERE seq > ?");
-            let mut values: Vec<rusqlite::types::Value> = vec![(query.after as i64).into()];
-            for (column, value) in [
-                ("event", &query.event),
-                ("user_id", &query.user_id),
-                ("resource", &query.resource),
-                ("job_id", &query.job_id),
-            ] {
-                if let Some(value) = value {
-                    sql.push_str(&format!(" AND {column} = ?"));
-                    values.push(value.clone().into());
+        self.audit
+            .read(move |conn| {
+                let mut sql = String::from("SELECT seq, bytes, hash FROM audit_log WHERE seq > ?");
+                let mut values: Vec<rusqlite::types::Value> = vec![(query.after as i64).into()];
+                for (column, value) in [
+                    ("event", &query.event),
+                    ("user_id", &query.user_id),
+                    ("resource", &query.resource),
+                    ("job_id", &query.job_id),
+                ] {
+                    if let Some(value) = value {
+                        sql.push_str(&format!(" AND {column} = ?"));
+                        values.push(value.clone().into());
+                    }
                 }
-            }
-            for (op, at) in [(">=", query.since), ("<", query.until)] {
-                if let Some(at) = at {
-                    sql.push_str(&format!(" AND at {op} ?"));
-                    values.push(timestamp(at).into());
+                for (op, at) in [(">=", query.since), ("<", query.until)] {
+                    if let Some(at) = at {
+                        sql.push_str(&format!(" AND at {op} ?"));
+                        values.push(timestamp(at).into());
+                    }
                 }
-            }
-            sql.push_str(" ORDER BY seq LIMIT ?");
-            values.push((query.limit as i64).into());
-            conn.prepare_cached(&sql)
-                .and_then(|mut stmt| stmt.query_map(params_from_iter(values), entry)?.collect())
-                .map_err(backend)
-        })
-        .await
+                sql.push_str(" ORDER BY seq LIMIT ?");
+                values.push((query.limit as i64).into());
+                conn.prepare_cached(&sql)
+                    .and_then(|mut stmt| stmt.query_map(params_from_iter(values), entry)?.collect())
+                    .map_err(backend)
+            })
+            .await
     }
 
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
-        self.write(move |conn| {
-            // The prefix ends before the first entry that is not old enough.
-            let old: Vec<StoredEntry> = conn
-                .prepare_cached("SELECT seq, bytes, hash, at FROM audit_log ORDER BY seq LIMIT ?1")
-                .and_then(|mut stmt| {
-                    let rows = stmt.query_map([limit as i64], |r| Ok((entry(r)?, r.get::<_, String>(3)?)))?;
-                    let mut old = Vec::new();
-                    for row in rows {
-                        let (stored, at) = row?;
-                        if at >= timestamp(before) {
-                            break;
+        self.audit
+            .write(move |conn| {
+                // The prefix ends before the first entry that is not old enough.
+                let old: Vec<StoredEntry> = conn
+                    .prepare_cached("SELECT seq, bytes, hash, at FROM audit_log ORDER BY seq LIMIT ?1")
+                    .and_then(|mut stmt| {
+                        let rows =
+                            stmt.query_map([limit as i64], |r| Ok((entry(r)?, r.get::<_, String>(3)?)))?;
+                        let mut old = Vec::new();
+                        for row in rows {
+                            let (stored, at) = row?;
+                            if at >= timestamp(before) {
+                                break;
+                            }
+                            old.push(stored);
                         }
-                        old.push(stored);
-                    }
-                    Ok(old)
-                })
+                        Ok(old)
+                    })
+                    .map_err(backend)?;
+                let Some(last) = old.last() else { return Ok(0) };
+                conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [last.seq as i64]).map_err(backend)?;
+                conn.execute(
+                    "UPDATE audit_head SET pruned_seq = ?1, pruned_hash = ?2",
+                    params![last.seq as i64, last.hash],
+                )
                 .map_err(backend)?;
-            let Some(last) = old.last() else { return Ok(0) };
-            conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [last.seq as i64]).map_err(backend)?;
-            conn.execute(
-                "UPDATE audit_head SET pruned_seq = ?1, pruned_hash = ?2",
-                params![last.seq as i64, last.hash],
-            )
-            .map_err(backend)?;
-            Ok(old.len() as u64)
-        })
-        .await
+                Ok(old.len() as u64)
+            })
+            .await
     }
 }

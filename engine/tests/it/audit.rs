@@ -15,7 +15,8 @@ use objectos_engine::records::RecordsEngine;
 use objectos_engine::sandbox::{MemoryArtifacts, Services};
 use objectos_engine::schedule::{OverlapPolicy, ScheduleSpec, Scheduler, SchedulerConfig};
 use objectos_engine::store::{
-    AccessEvent, AccessEventType, Actor, AuditQuery, SqliteStore, Store, sqlite::Durability,
+    AccessEvent, AccessEventType, Actor, AuditHead, AuditQuery, AuditStore, SqliteStore, Store,
+    sqlite::{Durability, audit_path},
 };
 use rusqlite::{Connection, params};
 use serde_json::json;
@@ -165,7 +166,7 @@ async fn every_lifecycle_path_reaches_the_log_with_its_job_fields() {
     assert_valid(log::verify(&*store, &[]).await.unwrap(), head.seq);
 }
 
-/// A small log on SQLite, and a second connection to tamper with it.
+/// A small log on SQLite, and a second connection to its file to tamper with it.
 async fn small_log() -> (Arc<dyn Store>, tempfile::TempDir, Connection) {
     let (store, dir) = sqlite();
     for n in 0..3 {
@@ -181,7 +182,7 @@ async fn small_log() -> (Arc<dyn Store>, tempfile::TempDir, Connection) {
         store.record_access(event).await.unwrap();
     }
     Auditor::new(store.clone(), "node-1").catch_up().await.unwrap();
-    let conn = Connection::open(dir.path().join("objectos.db")).unwrap();
+    let conn = Connection::open(audit_path(&dir.path().join("objectos.db"))).unwrap();
     (store, dir, conn)
 }
 
@@ -295,4 +296,78 @@ async fn deletion_reordering_and_truncation_are_detected() {
         "a checkpoint with another hash"
     );
     assert_valid(log::verify(&*store, &[checkpoint]).await.unwrap(), 3);
+}
+
+/// Puts `rows` and `head` back inside the database at `db`, as the release
+/// before the log had its own file kept them, the move not yet applied.
+fn keep_log_inside(db: &std::path::Path, rows: &[(i64, String, String)], head: &AuditHead) {
+    let old = Connection::open(db).unwrap();
+    old.execute_batch(
+        "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, bytes TEXT NOT NULL, hash TEXT NOT NULL);
+         CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+             jobs INTEGER NOT NULL, schedules INTEGER NOT NULL, access INTEGER NOT NULL,
+             pruned_seq INTEGER, pruned_hash TEXT);
+         DELETE FROM schema_migrations WHERE version = 7;",
+    )
+    .unwrap();
+    for (seq, bytes, hash) in rows {
+        old.execute("INSERT INTO audit_log VALUES (?1, ?2, ?3)", params![seq, bytes, hash]).unwrap();
+    }
+    let cursors = head.cursors;
+    old.execute(
+        "INSERT INTO audit_head VALUES (1, ?1, ?2, ?3, ?4, ?5, NULL, NULL)",
+        params![
+            head.seq as i64,
+            head.hash,
+            cursors.jobs as i64,
+            cursors.schedules as i64,
+            cursors.access as i64
+        ],
+    )
+    .unwrap();
+}
+
+/// Opens the store at `db`, checking the database holds no log any more.
+fn reopen(db: &std::path::Path) -> SqliteStore {
+    let store = SqliteStore::open(db, Durability::Normal).unwrap();
+    let inside: i64 = Connection::open(db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE 'audit%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(inside, 0, "the database still holds a log");
+    store
+}
+
+#[tokio::test]
+async fn a_log_kept_inside_an_older_database_moves_to_its_own_file_intact() {
+    let (store, dir, conn) = small_log().await;
+    let head = store.audit_head().await.unwrap();
+    let entries = store.audit_entries(AuditQuery::page(0, 100)).await.unwrap();
+    let rows: Vec<(i64, String, String)> = (1..=head.seq)
+        .map(|seq| {
+            let (bytes, hash) = row(&conn, seq);
+            (seq as i64, bytes, hash)
+        })
+        .collect();
+    drop((store, conn));
+    let db = dir.path().join("objectos.db");
+
+    // A crash after the copy committed, before the database's migration
+    // did: the log's file already holds it, and it is not copied twice.
+    keep_log_inside(&db, &rows, &head);
+    let store = reopen(&db);
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    drop(store);
+
+    // The first open after an upgrade: the log's file is new, the log is
+    // copied into it with its head and outbox cursors, and still verifies.
+    keep_log_inside(&db, &rows, &head);
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", audit_path(&db).display())).ok();
+    }
+    let store = reopen(&db);
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert_eq!(store.audit_entries(AuditQuery::page(0, 100)).await.unwrap(), entries);
+    assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
+    assert_eq!(Auditor::new(Arc::new(store), "node-1").catch_up().await.unwrap(), 0, "nothing audited twice");
 }
