@@ -3,7 +3,8 @@
 //! outbox) written for every state change.
 //!
 //! Run with `cargo bench -p objectos-engine --bench queue`. Set `JOBS`
-//! (default 100000), `ROUNDS` (default 3), `CONCURRENCY` (default 64) and
+//! (default 100000), `ROUNDS` (default 3), `CONCURRENCY` (default 64),
+//! `PREFETCH` (jobs claimed ahead of a free slot, default 0) and
 //! `BACKEND` (`in-memory` or `sqlite`, a prefix of the names printed; default
 //! all) to change the run. `PRUNE_EVERY_MS=N` keeps completed jobs for no
 //! time and runs the maintenance task (rescue and retention pruning) every
@@ -67,7 +68,7 @@ async fn round(
         policy: Arc::new(AllowAll),
         services: Services::in_memory(),
         config: match prune_every {
-            None => QueueConfig { concurrency, ..Default::default() },
+            None => QueueConfig { concurrency, prefetch: env("PREFETCH", 0), ..Default::default() },
             Some(every) => QueueConfig {
                 concurrency,
                 maintenance_interval: every,
@@ -148,9 +149,10 @@ fn main() {
                 }
                 let median_of = |f: fn(&Rates) -> f64| median(results.iter().map(f).collect());
                 println!(
-                    "{name}, audit {}: {jobs} no-op jobs, concurrency {concurrency}, medians: enqueue {:.0} jobs/s; \
+                    "{name}, audit {}: {jobs} no-op jobs, concurrency {concurrency}, prefetch {}, medians: enqueue {:.0} jobs/s; \
                      drain {:.0} jobs/s; enqueue-then-drain end to end {:.0} jobs/s",
                     if audit { "on" } else { "off" },
+                    env("PREFETCH", 0),
                     median_of(|r| r.enqueue),
                     median_of(|r| r.drain),
                     median_of(|r| r.end_to_end)

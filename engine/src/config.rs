@@ -173,6 +173,9 @@ pub enum DurabilitySetting {
 pub struct WorkersConfig {
     /// Jobs running at once. Default 16.
     pub concurrency: usize,
+    /// Jobs claimed ahead of a free slot (see [`QueueConfig::prefetch`]).
+    /// Default 0.
+    pub prefetch: usize,
     /// Per-handler caps.
     pub handler_concurrency: HashMap<String, usize>,
     /// Lease length; renewed every third of it. Default 30 s.
@@ -271,6 +274,7 @@ impl Default for WorkersConfig {
         let queue = QueueConfig::default();
         Self {
             concurrency: queue.concurrency,
+            prefetch: queue.prefetch,
             handler_concurrency: HashMap::new(),
             lease: queue.lease,
             shutdown_grace: Duration::from_secs(30),
@@ -440,6 +444,7 @@ impl EngineConfig {
         let defaults = QueueConfig::default();
         QueueConfig {
             concurrency: self.workers.concurrency,
+            prefetch: self.workers.prefetch,
             handler_concurrency: self.workers.handler_concurrency.clone(),
             max_retries: self.jobs.max_retries,
             handler_defaults: self.handler_defaults(),

@@ -60,10 +60,10 @@ impl Workers {
     pub async fn shutdown(self, grace: Option<Duration>) -> Shutdown {
         self.shutdown.cancel();
         let _ = self.dispatcher.await;
-        let all = self.inner.config.concurrency.max(1);
+        let all = self.inner.config.claimable();
         let in_flight = all - self.inner.slots.available_permits();
-        // Every running job holds a permit until its sandbox run ends;
-        // taking them all means none runs.
+        // Every claimed job holds a permit until its sandbox run ends;
+        // taking them all means none runs or waits to.
         let drained = self.inner.slots.acquire_many(all as u32);
         tokio::pin!(drained);
         let released = match grace {
@@ -359,10 +359,23 @@ async fn run_job(
             cancel.cancel();
         }
     }
+    // A job claimed ahead waits here for a slot; registered, so a cancel
+    // or a release ends it without waiting for one (and without running).
+    let runner = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        runner = inner.runners.acquire() => Some(runner.expect("the runners' semaphore is never closed")),
+    };
     let started_at = inner.clock.now();
     inner.stats.started(&job.name);
 
     let outcome = match inner.registry.compiled(&job.handler_sha256).await {
+        _ if runner.is_none() => Outcome {
+            kind: OutcomeKind::Cancelled,
+            usage: Default::default(),
+            log: Default::default(),
+            progress: None,
+        },
         Ok(handler) => {
             let run = JobRun {
                 job_id: job.id.clone(),
@@ -395,6 +408,7 @@ async fn run_job(
             progress: None,
         },
     };
+    drop(runner);
     inner.stats.record(&job.name, outcome.kind.name(), &outcome.usage);
 
     let now = inner.clock.now();

@@ -520,3 +520,41 @@ async fn finished_jobs_are_pruned_after_their_retention() {
     assert_eq!(q.queue.prune_finished().await.unwrap(), 1);
     assert!(q.queue.get(&cancelled).await.is_ok(), "cancelled jobs are kept for ever here");
 }
+
+#[tokio::test]
+async fn prefetched_jobs_wait_for_a_slot_and_can_be_cancelled_while_they_wait() {
+    let mut q = memory_queue(QueueConfig { concurrency: 1, prefetch: 2, ..Default::default() }).await;
+    let mut spinners = Vec::new();
+    for _ in 0..3 {
+        spinners.push(
+            q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await,
+        );
+    }
+    q.start();
+    for id in &spinners {
+        q.queue.wait_until(id, |j| j.status == JobStatus::Running).await.unwrap();
+    }
+    // One slot and two claimed ahead: a fourth job is not claimed.
+    let noop = q.enqueue(NewJob::new("noop", json!(1))).await;
+    assert_eq!(q.queue.get(&noop).await.unwrap().status, JobStatus::Pending);
+
+    // A job claimed ahead is cancelled while the first still runs: it ends
+    // at once, without ever running.
+    let waiting = q.queue.wait_final(&spinners[2]);
+    q.queue.cancel(&spinners[2]).await.unwrap();
+    let job = waiting.await.unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert_eq!((job.attempt_log[0].outcome.as_str(), job.attempt_log[0].usage.fuel), ("cancelled", 0));
+    assert_eq!(q.queue.get(&spinners[0]).await.unwrap().status, JobStatus::Running);
+
+    // The slot passes on, and the freed claim takes the fourth job.
+    for id in &spinners[..2] {
+        q.queue.cancel(id).await.unwrap();
+        assert_eq!(q.queue.wait_final(id).await.unwrap().status, JobStatus::Cancelled);
+    }
+    assert_eq!(q.queue.wait_final(&noop).await.unwrap().status, JobStatus::Completed);
+    q.workers.take().unwrap().stop().await;
+    for id in &spinners {
+        check_path(&q.events_of(id).await).unwrap();
+    }
+}
