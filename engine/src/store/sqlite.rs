@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, move_audit_log};
+use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_SCHEMA, move_audit_log};
 pub use super::sqlite_db::Durability;
 use super::sqlite_db::{Connections, Database, Migrations};
 pub(super) use super::sqlite_db::{backend, in_savepoint};
@@ -172,33 +172,9 @@ const MIGRATIONS: Migrations = &[
     ),
     (
         5,
-        // An entry is its exact bytes and hash; the columns queries use are
-        // generated from those bytes, so they can never say something else.
-        "CREATE TABLE audit_log (
-        seq INTEGER PRIMARY KEY,
-        bytes TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
-        event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
-        user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
-        resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
-        job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
-    );
-    CREATE INDEX audit_at ON audit_log (at);
-    CREATE INDEX audit_event ON audit_log (event, seq);
-    CREATE INDEX audit_user ON audit_log (user_id, seq);
-    CREATE INDEX audit_job ON audit_log (job_id, seq) WHERE job_id IS NOT NULL;
-    CREATE TABLE audit_head (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        seq INTEGER NOT NULL,
-        hash TEXT NOT NULL,
-        jobs INTEGER NOT NULL,
-        schedules INTEGER NOT NULL,
-        access INTEGER NOT NULL,
-        pruned_seq INTEGER,
-        pruned_hash TEXT
-    );
-    INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);",
+        // The audit log, kept in this file until migration 7 moved it to
+        // its own (where it starts from the same schema).
+        AUDIT_SCHEMA,
     ),
     (
         6,

@@ -16,12 +16,10 @@ use super::sqlite_db::Migrations;
 use super::sqlite_records::event_from_row as access_event_from_row;
 use crate::audit::{Checkpoint, StoredEntry};
 
-/// The audit log file's migrations; never edit a shipped one.
-pub(super) const AUDIT_MIGRATIONS: Migrations = &[(
-    1,
-    // An entry is its exact bytes and hash; the columns queries use are
-    // generated from those bytes, so they can never say something else.
-    "CREATE TABLE audit_log (
+/// The audit log's tables. An entry is its exact bytes and hash; the
+/// columns queries use are generated from those bytes, so they can never
+/// say something else.
+pub(super) const AUDIT_SCHEMA: &str = "CREATE TABLE audit_log (
         seq INTEGER PRIMARY KEY,
         bytes TEXT NOT NULL,
         hash TEXT NOT NULL,
@@ -45,8 +43,10 @@ pub(super) const AUDIT_MIGRATIONS: Migrations = &[(
         pruned_seq INTEGER,
         pruned_hash TEXT
     );
-    INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);",
-)];
+    INSERT INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0, 0, NULL, NULL);";
+
+/// The audit log file's migrations; never edit a shipped one.
+pub(super) const AUDIT_MIGRATIONS: Migrations = &[(1, AUDIT_SCHEMA)];
 
 /// The database's migration that removes the audit log it held before the
 /// log had a file of its own.
@@ -55,7 +55,7 @@ pub(super) const AUDIT_MOVED: i64 = 7;
 /// Copies the log a database held (`db`, in its migration's transaction)
 /// into the log's own file, unless that file already holds one (a crash
 /// after the copy committed and before the database's migration did).
-/// The copy commits first, so the entries are never only in neither.
+/// The copy commits first, so the entries are always in one file or both.
 pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Result<(), StoreError> {
     let tx = audit.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
     if head(&tx)? != AuditHead::default() {
