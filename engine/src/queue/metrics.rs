@@ -77,7 +77,7 @@ impl Tallies {
 pub struct Gauges {
     /// Jobs per status in the store.
     pub counts: StatusCounts,
-    /// Jobs running in this process.
+    /// Jobs running in this process (with those claimed ahead of a slot).
     pub running: usize,
     /// How long the oldest ready pending job has waited, in seconds.
     pub lag_seconds: f64,

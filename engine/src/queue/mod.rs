@@ -602,7 +602,8 @@ impl Queue {
         Ok(self.inner.stats.prometheus(&gauges))
     }
 
-    /// Jobs running in this process now.
+    /// Jobs running in this process now, with those claimed ahead of a
+    /// slot (`prefetch`): all are `running` in the store.
     pub fn running_count(&self) -> usize {
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
