@@ -24,7 +24,8 @@ use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
-use objectos_engine::store::{AuditAppend, AuditRow, SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::sqlite::{Durability, audit_path};
+use objectos_engine::store::{AuditAppend, AuditRow, SqliteStore, Store};
 use serde_json::json;
 
 /// Entries per append, as the feeder batches them.
@@ -40,7 +41,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open(dir.path().join("audit.db"), Durability::Full).unwrap())
+    Arc::new(SqliteStore::open(dir.path().join("objectos.db"), Durability::Full).unwrap())
 }
 
 /// A typical entry: a completed job.
@@ -134,7 +135,8 @@ fn main() {
                 broken => panic!("{broken:?}"),
             }
             verifies.push(started.elapsed().as_secs_f64());
-            size = std::fs::metadata(dir.path().join("audit.db")).map(|m| m.len()).unwrap_or(0);
+            let log = audit_path(&dir.path().join("objectos.db"));
+            size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
             let dir = tempfile::tempdir().unwrap();
             feeds.push(feed(sandbox.clone(), sqlite(&dir), fed).await);
         }
