@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Queue, Running, result_value};
-use crate::jobs::{Attempt, AttemptLog};
+use crate::jobs::{Attempt, AttemptLog, Job};
 use crate::sandbox::{Disposition, JobRun, Limits, Outcome, OutcomeKind, Progress, ProgressObserver};
 use crate::store::{ClaimRequest, Claimed, Finish, FinishKind, Lease};
 
@@ -369,44 +369,9 @@ async fn run_job(
     let started_at = inner.clock.now();
     inner.stats.started(&job.name);
 
-    let outcome = match inner.registry.compiled(&job.handler_sha256).await {
-        _ if runner.is_none() => Outcome {
-            kind: OutcomeKind::Cancelled,
-            usage: Default::default(),
-            log: Default::default(),
-            progress: None,
-        },
-        Ok(handler) => {
-            let run = JobRun {
-                job_id: job.id.clone(),
-                handler: job.name.clone(),
-                attempt: job.attempts,
-                max_attempts: job.max_attempts(),
-                principal: job.run_as.clone(),
-                schedule_id: job.schedule_id.clone(),
-                enqueued_at: job.created_at,
-                input: job.data.to_string(),
-                limits: Limits {
-                    fuel: job.fuel,
-                    timeout: Duration::from_millis(job.timeout),
-                    memory: job.memory,
-                    ..inner.config.limits
-                },
-                // Grants are decided now, not at enqueue: a permission revoked
-                // in between fails the job before it runs.
-                grants: inner.policy.grants(&job.run_as),
-                services: inner.services.clone(),
-                cancel,
-                observer: Some(Arc::new(LiveProgress { inner: inner.clone(), job_id: job.id.clone() })),
-            };
-            inner.sandbox.run(&handler, run).await
-        }
-        Err(error) => Outcome {
-            kind: OutcomeKind::InvalidComponent { message: error.to_string() },
-            usage: Default::default(),
-            log: Default::default(),
-            progress: None,
-        },
+    let outcome = match &runner {
+        Some(_) => attempt(&inner, &job, cancel).await,
+        None => not_run(OutcomeKind::Cancelled),
     };
     drop(runner);
     inner.stats.record(&job.name, outcome.kind.name(), &outcome.usage);
@@ -459,4 +424,40 @@ async fn run_job(
     let _ = finished.send(finish);
     drop(permit);
     inner.wake.notify_one();
+}
+
+/// Runs one attempt of `job` in the sandbox.
+async fn attempt(inner: &Arc<Inner>, job: &Job, cancel: CancellationToken) -> Outcome {
+    let handler = match inner.registry.compiled(&job.handler_sha256).await {
+        Ok(handler) => handler,
+        Err(error) => return not_run(OutcomeKind::InvalidComponent { message: error.to_string() }),
+    };
+    let run = JobRun {
+        job_id: job.id.clone(),
+        handler: job.name.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts(),
+        principal: job.run_as.clone(),
+        schedule_id: job.schedule_id.clone(),
+        enqueued_at: job.created_at,
+        input: job.data.to_string(),
+        limits: Limits {
+            fuel: job.fuel,
+            timeout: Duration::from_millis(job.timeout),
+            memory: job.memory,
+            ..inner.config.limits
+        },
+        // Grants are decided now, not at enqueue: a permission revoked
+        // in between fails the job before it runs.
+        grants: inner.policy.grants(&job.run_as),
+        services: inner.services.clone(),
+        cancel,
+        observer: Some(Arc::new(LiveProgress { inner: inner.clone(), job_id: job.id.clone() })),
+    };
+    inner.sandbox.run(&handler, run).await
+}
+
+/// The outcome of an attempt that ended before its guest ran.
+fn not_run(kind: OutcomeKind) -> Outcome {
+    Outcome { kind, usage: Default::default(), log: Default::default(), progress: None }
 }

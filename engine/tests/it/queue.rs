@@ -558,3 +558,25 @@ async fn prefetched_jobs_wait_for_a_slot_and_can_be_cancelled_while_they_wait() 
         check_path(&q.events_of(id).await).unwrap();
     }
 }
+
+#[tokio::test]
+async fn shutdown_past_the_grace_gives_back_prefetched_jobs_unrun() {
+    let q = memory_queue(QueueConfig { concurrency: 1, prefetch: 1, ..Default::default() }).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await,
+        );
+    }
+    let workers = q.queue.start();
+    for id in &ids {
+        q.queue.wait_until(id, |j| j.status == JobStatus::Running).await.unwrap();
+    }
+    let report = workers.shutdown(Some(std::time::Duration::ZERO)).await;
+    assert_eq!((report.in_flight, report.released), (2, 2), "the running job and the one claimed ahead");
+    for id in &ids {
+        let job = q.queue.get(id).await.unwrap();
+        assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0), "given back uncharged");
+        check_path(&q.events_of(id).await).unwrap();
+    }
+}
