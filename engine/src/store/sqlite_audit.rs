@@ -61,6 +61,7 @@ pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Re
     if head(&tx)? != AuditHead::default() {
         return Ok(());
     }
+    let mut moved = 0u64;
     {
         let mut insert =
             tx.prepare("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)").map_err(backend)?;
@@ -70,6 +71,7 @@ pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Re
             let (seq, bytes, hash): (i64, String, String) =
                 (row.get(0).map_err(backend)?, row.get(1).map_err(backend)?, row.get(2).map_err(backend)?);
             insert.execute(params![seq, bytes, hash]).map_err(backend)?;
+            moved += 1;
         }
     }
     let old = head(db)?;
@@ -87,7 +89,11 @@ pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Re
         ],
     )
     .map_err(backend)?;
-    tx.commit().map_err(backend)
+    tx.commit().map_err(backend)?;
+    if moved > 0 {
+        tracing::info!(entries = moved, "moved the audit log out of the database into its own file");
+    }
+    Ok(())
 }
 
 fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
