@@ -48,6 +48,9 @@ pub(super) const AUDIT_SCHEMA: &str = "CREATE TABLE audit_log (
 /// The audit log file's migrations; never edit a shipped one.
 pub(super) const AUDIT_MIGRATIONS: Migrations = &[(1, AUDIT_SCHEMA)];
 
+/// Stores one entry: its sequence number, bytes and hash.
+const INSERT_ENTRY: &str = "INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)";
+
 /// The database's migration that removes the audit log it held before the
 /// log had a file of its own.
 pub(super) const AUDIT_MOVED: i64 = 7;
@@ -63,8 +66,7 @@ pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Re
     }
     let mut moved = 0u64;
     {
-        let mut insert =
-            tx.prepare("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)").map_err(backend)?;
+        let mut insert = tx.prepare(INSERT_ENTRY).map_err(backend)?;
         let mut read = db.prepare("SELECT seq, bytes, hash FROM audit_log ORDER BY seq").map_err(backend)?;
         let mut rows = read.query([]).map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
@@ -205,9 +207,7 @@ impl AuditStore for SqliteStore {
                 if current.seq != append.head.seq || current.hash != append.head.hash {
                     return Err(StoreError::AuditMoved);
                 }
-                let mut insert = conn
-                    .prepare_cached("INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)")
-                    .map_err(backend)?;
+                let mut insert = conn.prepare_cached(INSERT_ENTRY).map_err(backend)?;
                 let mut last = (current.seq, current.hash);
                 for row in append.rows {
                     let bytes = String::from_utf8(row.stored.bytes).map_err(backend)?;
