@@ -371,3 +371,66 @@ async fn a_log_kept_inside_an_older_database_moves_to_its_own_file_intact() {
     assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
     assert_eq!(Auditor::new(Arc::new(store), "node-1").catch_up().await.unwrap(), 0, "nothing audited twice");
 }
+
+#[tokio::test]
+async fn entries_are_the_same_whether_the_writer_hands_events_over_or_the_log_reads_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("objectos.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, Durability::Normal).unwrap());
+    let auditor = Auditor::new(store.clone(), "node-1");
+    // A feeder that has fed once takes the events the writer commits from
+    // then on straight from it.
+    auditor.catch_up().await.unwrap();
+    let (queue, manual) =
+        harness::queue_with(store.clone(), QueueConfig::default(), Arc::new(AllowAll), Services::in_memory())
+            .await;
+    let mut ids = Vec::new();
+    for job in [
+        NewJob::new("noop", json!({"result": "kept"})),
+        NewJob {
+            backoff: Some(no_jitter(10)),
+            max_retries: Some(1),
+            ..NewJob::new("hostile", json!("retryable:x"))
+        },
+        NewJob { timeout: Some(150), max_retries: Some(0), ..NewJob::new("hostile", json!("sleep:60000")) },
+        NewJob { run_at: Some(manual.now() + Duration::hours(1)), ..NewJob::new("noop", json!(1)) },
+    ] {
+        ids.push(queue.enqueue(&ada(), job).await.unwrap().id);
+    }
+    queue.cancel(&ids[3]).await.unwrap();
+    let workers = queue.start();
+    queue.wait_until(&ids[1], |j| j.status == JobStatus::Retrying).await.unwrap();
+    manual.advance(Duration::seconds(1));
+    for id in &ids[..3] {
+        queue.wait_final(id).await.unwrap();
+    }
+    workers.shutdown(None).await;
+    auditor.catch_up().await.unwrap();
+    let handed_over = texts(&*store).await;
+    assert!(handed_over.len() > 12, "every lifecycle event is in the log");
+    drop((auditor, queue, store));
+
+    // The same database with its log started over: every event is read back.
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", audit_path(&db).display())).ok();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, Durability::Normal).unwrap());
+    Auditor::new(store.clone(), "node-1").catch_up().await.unwrap();
+    assert_eq!(texts(&*store).await, handed_over, "the same entries");
+}
+
+/// A log's entries as stored, as text without their sequence numbers, in
+/// text order: events of one time are interleaved across the outboxes as
+/// each feed's batches fall.
+async fn texts(store: &dyn Store) -> Vec<String> {
+    let entries = store.audit_entries(AuditQuery::page(0, 1000)).await.unwrap();
+    let mut texts: Vec<String> = entries
+        .into_iter()
+        .map(|e| {
+            let text = String::from_utf8(e.bytes).unwrap();
+            text.replacen(&format!("\"seq\":{},", e.seq), "", 1)
+        })
+        .collect();
+    texts.sort();
+    texts
+}
