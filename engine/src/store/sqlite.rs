@@ -6,16 +6,12 @@
 //! behind the log's.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::audit::JobFacts;
-use super::sqlite_audit::{
-    AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_SCHEMA, AuditedEvent, RecentEvents, move_audit_log,
-};
+use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_SCHEMA, move_audit_log};
 pub use super::sqlite_db::Durability;
 use super::sqlite_db::{Connections, Database, Migrations};
 pub(super) use super::sqlite_db::{backend, in_savepoint};
@@ -26,7 +22,7 @@ use super::{
     fire_decision, fire_key, fired_event, handler_event, lost_attempt, schedule_change_event, skipped_event,
 };
 use crate::jobs::{
-    AttemptLog, EventType, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
+    AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
 };
 use crate::principal::Principal;
 use crate::sandbox::Progress;
@@ -224,8 +220,6 @@ const ACTIVE: &str =
 pub struct SqliteStore {
     db: Database,
     pub(super) audit: Database,
-    /// Job events just committed, for the audit feeder.
-    pub(super) recent: Arc<RecentEvents>,
     path: PathBuf,
 }
 
@@ -245,7 +239,7 @@ impl SqliteStore {
             AUDIT_MOVED => move_audit_log(tx, &mut audit.writer),
             _ => Ok(()),
         })?;
-        Ok(Self { db: db.start("sqlite")?, audit: audit.start("audit")?, recent: Arc::default(), path })
+        Ok(Self { db: db.start("sqlite")?, audit: audit.start("audit")?, path })
     }
 
     /// The database file.
@@ -261,17 +255,6 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.db.write(f).await
-    }
-
-    /// [`SqliteStore::write`] for an `f` that also returns the job events it
-    /// wrote, handed to the audit feeder once they are committed.
-    async fn write_events<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<(T, Vec<AuditedEvent>), StoreError> + Send + 'static,
-    {
-        let recent = self.recent.clone();
-        self.db.write_then(f, move |events| recent.push(events)).await
     }
 
     /// Runs `f` on the database's reader.
@@ -395,14 +378,13 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// Stores a new job with its first event (`job.enqueued` or `job.scheduled`);
-/// returns the event's sequence number.
+/// Stores a new job with its first event (`job.enqueued` or `job.scheduled`).
 fn insert_job(
     conn: &Connection,
     job: &Job,
     event: &JobEvent,
     fire_key: Option<&str>,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let inserted = conn
         .prepare_cached(&format!(
             "INSERT INTO jobs ({JOB_COLUMNS}, fire_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
@@ -447,11 +429,11 @@ fn insert_job(
         }
         Err(error) => return Err(backend(error)),
     }
-    insert_event(conn, event)
+    insert_event(conn, event)?;
+    Ok(())
 }
 
-/// Claims waiting jobs; returns them and their `job.started` events.
-fn claim(conn: &Connection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Vec<AuditedEvent>), StoreError> {
+fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
     let exclude = vec!["?"; request.exclude.len()].join(", ");
     let not_excluded =
         if request.exclude.is_empty() { String::new() } else { format!("AND name NOT IN ({exclude})") };
@@ -478,10 +460,9 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Vec
         })
         .map_err(backend)?;
     let mut claimed = Vec::with_capacity(candidates.len());
-    let mut events = Vec::with_capacity(candidates.len());
     for (seq, id, name, from, attempts) in candidates {
         let from: JobStatus = from.parse().map_err(backend)?;
-        let mut event = JobEvent {
+        let event = JobEvent {
             seq: 0,
             at: request.now,
             event: Transition::Claim.event(),
@@ -495,7 +476,6 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Vec
         // The started event's sequence number is unique and increasing: it
         // doubles as the lease's fencing token.
         let token = insert_event(conn, &event)?;
-        event.seq = token;
         let job = conn
             .prepare_cached(&format!(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
@@ -508,27 +488,14 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Vec
                 )
             })
             .map_err(backend)?;
-        events.push((event, Some(facts(&job))));
         claimed.push(Claimed { job, lease_token: token });
     }
-    Ok((claimed, events))
+    Ok(claimed)
 }
 
-/// What the audit log records of `job` beside its events (no result: only
-/// a completion's event carries one).
-fn facts(job: &Job) -> JobFacts {
-    JobFacts { name: job.name.clone(), attempts: job.attempts, run_as: job.run_as.clone(), result: None }
-}
-
-/// Ends one attempt, adding the events it wrote to `audited`. A stale lease
-/// is detected before anything is written, so a refused finish leaves no
-/// trace and needs no savepoint of its own.
-fn finish_one(
-    conn: &Connection,
-    finish: &Finish,
-    now: DateTime<Utc>,
-    audited: &mut Vec<AuditedEvent>,
-) -> Result<JobStatus, StoreError> {
+/// Ends one attempt. A stale lease is detected before anything is written,
+/// so a refused finish leaves no trace and needs no savepoint of its own.
+fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<JobStatus, StoreError> {
     if finish.kind == FinishKind::Release {
         return release_one(conn, finish, now);
     }
@@ -541,49 +508,35 @@ fn finish_one(
         FinishKind::Cancel => (JobStatus::Cancelled, None, None, None, None, Some(millis(now))),
         FinishKind::Release => unreachable!("handled above"),
     };
-    let run_as: Option<String> = conn
+    let changed = conn
         .prepare_cached(
             "UPDATE jobs SET status = ?3, run_at = coalesce(?4, run_at), result = ?5, completed_at = ?6,
              failed_at = ?7, cancelled_at = ?8, error = ?9, progress = coalesce(?10, progress),
              attempt_log = json_insert(attempt_log, '$[#]', json(?11)),
              lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
-             WHERE id = ?1 AND lease_token = ?2 AND status = 'running' RETURNING run_as",
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(
-                params![
-                    finish.job_id,
-                    finish.lease_token as i64,
-                    status.as_str(),
-                    run_at,
-                    result,
-                    completed,
-                    failed,
-                    cancelled,
-                    finish.attempt.error,
-                    finish.progress.as_ref().map(json),
-                    json(&finish.attempt),
-                ],
-                |r| r.get(0),
-            )
-            .optional()
+            stmt.execute(params![
+                finish.job_id,
+                finish.lease_token as i64,
+                status.as_str(),
+                run_at,
+                result,
+                completed,
+                failed,
+                cancelled,
+                finish.attempt.error,
+                finish.progress.as_ref().map(json),
+                json(&finish.attempt),
+            ])
         })
         .map_err(backend)?;
-    let Some(run_as) = run_as else { return Err(lease_refused(conn, &finish.job_id)?) };
-    let run_as: Principal = parse(&run_as).map_err(backend)?;
-    for mut event in finish_events(finish, JobStatus::Running, now) {
-        event.seq = insert_event(conn, &event)?;
-        let result = match (&finish.kind, event.event) {
-            (FinishKind::Complete { result }, EventType::Completed) => Some(result.clone()),
-            _ => None,
-        };
-        let facts = JobFacts {
-            name: finish.job_name.clone(),
-            attempts: finish.attempt.number,
-            run_as: run_as.clone(),
-            result,
-        };
-        audited.push((event, Some(facts)));
+    if changed == 0 {
+        return Err(lease_refused(conn, &finish.job_id)?);
+    }
+    for event in finish_events(finish, JobStatus::Running, now) {
+        insert_event(conn, &event)?;
     }
     if let Some(log) = &finish.log {
         conn.prepare_cached("INSERT OR REPLACE INTO job_logs VALUES (?1, ?2, ?3, ?4)")
@@ -673,29 +626,27 @@ fn order_by(sort: JobSort) -> &'static str {
 #[async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
-        self.write_events(move |conn| {
-            let events = in_savepoint(conn, |conn| {
-                let mut events = Vec::with_capacity(jobs.len());
+        self.write(move |conn| {
+            in_savepoint(conn, |conn| {
                 for JobInsert { job } in &jobs {
-                    let mut event = event_for(
+                    let event = event_for(
                         job,
                         Transition::enqueue(job),
                         None,
                         now,
                         serde_json::json!({"priority": job.priority}),
                     );
-                    event.seq = insert_job(conn, job, &event, None)?;
-                    events.push((event, Some(facts(job))));
+                    insert_job(conn, job, &event, None)?;
                 }
-                Ok(events)
+                Ok(())
             })?;
-            Ok((jobs.into_iter().map(|insert| insert.job).collect(), events))
+            Ok(jobs.into_iter().map(|insert| insert.job).collect())
         })
         .await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
-        self.write_events(move |conn| claim(conn, &request)).await
+        self.write(move |conn| claim(conn, &request)).await
     }
 
     async fn finish(
@@ -703,12 +654,8 @@ impl Store for SqliteStore {
         finishes: Vec<Finish>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
-        self.write_events(move |conn| {
-            let mut events = Vec::with_capacity(finishes.len());
-            let statuses = finishes.iter().map(|finish| finish_one(conn, finish, now, &mut events)).collect();
-            Ok((statuses, events))
-        })
-        .await
+        self.write(move |conn| Ok(finishes.iter().map(|finish| finish_one(conn, finish, now)).collect()))
+            .await
     }
 
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError> {

@@ -4,10 +4,6 @@
 //! `audit_head` the end of the chain, the outbox cursors and the retained
 //! checkpoint. The outboxes it reads are in the database.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, params, params_from_iter};
@@ -19,7 +15,6 @@ use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_events
 use super::sqlite_db::Migrations;
 use super::sqlite_records::event_from_row as access_event_from_row;
 use crate::audit::{Checkpoint, StoredEntry};
-use crate::jobs::JobEvent;
 
 /// The audit log's tables. An entry is its exact bytes and hash; the
 /// columns queries use are generated from those bytes, so they can never
@@ -126,61 +121,6 @@ fn head(conn: &Connection) -> Result<AuditHead, StoreError> {
         .map_err(backend)
 }
 
-/// A job event as the log reads it: with its job's facts.
-pub(super) type AuditedEvent = (JobEvent, Option<JobFacts>);
-
-/// The job events this process's writer has just committed, handed to the
-/// audit feeder so that it need not read back what was written a moment
-/// ago: read back, each event cost the database's reader more than its
-/// writer spent on it, on every job. The database stays the record: the
-/// feeder takes events from here only while they continue its cursor
-/// without a gap, and reads the database otherwise (after a restart,
-/// events another process wrote, events written by paths that do not hand
-/// over, or once this buffer was full).
-#[derive(Default)]
-pub(super) struct RecentEvents {
-    events: Mutex<VecDeque<AuditedEvent>>,
-    /// Set once a feeder has asked: a process that feeds no log keeps nothing.
-    wanted: AtomicBool,
-}
-
-impl RecentEvents {
-    /// At most this many events wait for the feeder (a few feeds' worth at
-    /// full speed); beyond it, events are left to be read from the database.
-    const CAPACITY: usize = 65_536;
-
-    /// Keeps committed `events`, in commit order.
-    pub fn push(&self, events: Vec<AuditedEvent>) {
-        if events.is_empty() || !self.wanted.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut kept = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let room = Self::CAPACITY.saturating_sub(kept.len());
-        kept.extend(events.into_iter().take(room));
-    }
-
-    /// Up to `limit` events following event `after` without a gap, or
-    /// `None` if the next one is not here (read the database instead).
-    /// Events at or before `after` are dropped: the log holds them.
-    pub fn take(&self, after: u64, limit: usize) -> Option<Vec<AuditedEvent>> {
-        self.wanted.store(true, Ordering::Relaxed);
-        let mut kept = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        while kept.front().is_some_and(|(event, _)| event.seq <= after) {
-            kept.pop_front();
-        }
-        if kept.front().is_none_or(|(event, _)| event.seq != after + 1) {
-            return None;
-        }
-        let contiguous = kept
-            .iter()
-            .take(limit)
-            .enumerate()
-            .take_while(|(i, (event, _))| event.seq == after + 1 + *i as u64)
-            .count();
-        Some(kept.drain(..contiguous).collect())
-    }
-}
-
 /// The job columns [`facts`] reads, from a join on `jobs j`; the result
 /// only for a completion (`e`, the job event), the one entry to summarize it.
 const FACTS: &str = "j.name, j.attempts, j.run_as, CASE WHEN e.type = 'job.completed' THEN j.result END";
@@ -231,22 +171,18 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_sources(&self, cursors: Cursors, limit: usize) -> Result<AuditSources, StoreError> {
-        let recent = self.recent.take(cursors.jobs, limit);
         self.read(move |conn| {
-            let jobs = match recent {
-                Some(jobs) => jobs,
-                None => with_facts(
-                    conn,
-                    &format!(
-                        "SELECT e.seq, e.at, e.type, e.job_id, e.job_name, e.attempt, e.from_status, e.to_status,
-                         e.data, {FACTS} FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
-                         WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
-                    ),
-                    (cursors.jobs, limit),
-                    event_from_row,
-                    9,
-                )?,
-            };
+            let jobs = with_facts(
+                conn,
+                &format!(
+                    "SELECT e.seq, e.at, e.type, e.job_id, e.job_name, e.attempt, e.from_status, e.to_status,
+                     e.data, {FACTS} FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
+                     WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ),
+                (cursors.jobs, limit),
+                event_from_row,
+                9,
+            )?;
             let schedules = schedule_events_after(conn, cursors.schedules, limit)?;
             let access = with_facts(
                 conn,
@@ -359,60 +295,5 @@ impl AuditStore for SqliteStore {
                 Ok(old.len() as u64)
             })
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jobs::{EventType, JobStatus};
-
-    fn events(seqs: impl IntoIterator<Item = u64>) -> Vec<AuditedEvent> {
-        let event = |seq| JobEvent {
-            seq,
-            at: Utc::now(),
-            event: EventType::Enqueued,
-            job_id: format!("job-{seq}"),
-            job_name: "noop".into(),
-            attempt: 0,
-            from: None,
-            to: JobStatus::Pending,
-            data: serde_json::Value::Null,
-        };
-        seqs.into_iter().map(|seq| (event(seq), None)).collect()
-    }
-
-    fn seqs(taken: Option<Vec<AuditedEvent>>) -> Option<Vec<u64>> {
-        taken.map(|events| events.iter().map(|(e, _)| e.seq).collect())
-    }
-
-    #[test]
-    fn hands_over_only_events_that_continue_the_cursor_without_a_gap() {
-        let recent = RecentEvents::default();
-        recent.push(events(1..=3));
-        assert_eq!(seqs(recent.take(0, 10)), None, "nothing is kept before a feeder asks");
-
-        recent.push(events(1..=3));
-        recent.push(events([4, 5, 7, 8]));
-        assert_eq!(seqs(recent.take(0, 2)), Some(vec![1, 2]), "at most the limit");
-        assert_eq!(seqs(recent.take(2, 10)), Some(vec![3, 4, 5]), "up to the gap");
-        assert_eq!(seqs(recent.take(5, 10)), None, "6 is only in the database");
-        assert_eq!(seqs(recent.take(6, 10)), Some(vec![7, 8]), "after the database's 6");
-
-        recent.push(events(9..=12));
-        assert_eq!(seqs(recent.take(10, 10)), Some(vec![11, 12]), "what the log holds is dropped");
-        assert_eq!(seqs(recent.take(12, 10)), None);
-    }
-
-    #[test]
-    fn keeps_no_more_than_its_capacity() {
-        let recent = RecentEvents::default();
-        recent.take(0, 1);
-        let capacity = RecentEvents::CAPACITY as u64;
-        recent.push(events(1..=capacity + 5));
-        recent.push(events([capacity + 6]));
-        let taken = seqs(recent.take(0, usize::MAX)).unwrap();
-        assert_eq!((taken.len() as u64, taken.last()), (capacity, Some(&capacity)));
-        assert_eq!(seqs(recent.take(capacity, 10)), None, "the rest is read from the database");
     }
 }

@@ -127,20 +127,6 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.write_then(move |conn| Ok((f(conn)?, ())), |()| {}).await
-    }
-
-    /// [`Database::write`] for an `f` that also returns something for
-    /// `committed`, which the writer thread runs once the transaction has
-    /// committed (in commit order, before the reply is sent; never if it
-    /// rolled back).
-    pub async fn write_then<T, C, F, G>(&self, f: F, committed: G) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        C: Send + 'static,
-        F: FnOnce(&Connection) -> Result<(T, C), StoreError> + Send + 'static,
-        G: FnOnce(C) + Send + 'static,
-    {
         let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |conn| {
             let result = f(conn);
@@ -148,12 +134,8 @@ impl Database {
             if let Err(StoreError::Backend(error)) = &result {
                 tracing::error!(%error, "a write failed in the database; rolling back its group");
             }
-            let deliver: Delivery = Box::new(move |outcome| {
-                let result = outcome.and(result).map(|(value, then)| {
-                    committed(then);
-                    value
-                });
-                let _ = reply.send(result);
+            let deliver: Delivery = Box::new(move |committed| {
+                let _ = reply.send(committed.and(result));
             });
             (failed, deliver)
         });
