@@ -208,6 +208,9 @@ const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, att
     timeout_ms, fuel, memory, run_as, run_at, unique_key, created_at, started_at, completed_at, failed_at, \
     cancelled_at, error, result, progress, attempt_log, schedule_id";
 
+/// How many columns [`JOB_COLUMNS`] names.
+const JOB_COLUMN_COUNT: usize = 25;
+
 /// Waiting jobs, exactly as the condition of the `jobs_ready` index (so a
 /// query using it can use the index).
 const WAITING: &str = "(status = 'pending' OR status = 'scheduled' OR status = 'retrying')";
@@ -441,53 +444,51 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
     // every waiting job; the partial index is already in claim order. The
     // `+` keeps `run_at <= ?` from being a range the planner re-plans (and
     // re-prepares the statement for) each time a new time is bound.
+    // The candidates are read whole, so the update needs no `RETURNING`
+    // (which builds and drops a temporary table on every run).
     let sql = format!(
-        "SELECT seq, id, name, status, attempts FROM jobs INDEXED BY jobs_ready
+        "SELECT {JOB_COLUMNS}, seq FROM jobs INDEXED BY jobs_ready
          WHERE {WAITING} AND +run_at <= ? {not_excluded}
          ORDER BY priority DESC, run_at, seq LIMIT ?"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![millis(request.now).into()];
     values.extend(request.exclude.iter().map(|n| n.clone().into()));
     values.push((request.limit as i64).into());
-    type Candidate = (i64, String, String, String, u32);
-    let candidates: Vec<Candidate> = conn
+    let candidates: Vec<(Job, i64)> = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| {
-            stmt.query_map(params_from_iter(values), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect()
+            stmt.query_map(params_from_iter(values), |r| Ok((job_from_row(r)?, r.get(JOB_COLUMN_COUNT)?)))?
+                .collect()
         })
         .map_err(backend)?;
+    let started_at = millis(request.now);
     let mut claimed = Vec::with_capacity(candidates.len());
-    for (seq, id, name, from, attempts) in candidates {
-        let from: JobStatus = from.parse().map_err(backend)?;
+    for (mut job, seq) in candidates {
         let event = JobEvent {
             seq: 0,
             at: request.now,
             event: Transition::Claim.event(),
-            job_id: id,
-            job_name: name,
-            attempt: attempts + 1,
-            from: Some(from),
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            attempt: job.attempts + 1,
+            from: Some(job.status),
             to: Transition::Claim.to(),
             data: serde_json::json!({"owner": request.owner}),
         };
         // The started event's sequence number is unique and increasing: it
         // doubles as the lease's fencing token.
         let token = insert_event(conn, &event)?;
-        let job = conn
-            .prepare_cached(&format!(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
-                 lease_expires_at = ?4, lease_token = ?5 WHERE seq = ?1 RETURNING {JOB_COLUMNS}"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![seq, millis(request.now), request.owner, millis(request.lease_until), token as i64],
-                    job_from_row,
-                )
-            })
-            .map_err(backend)?;
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
+             lease_expires_at = ?4, lease_token = ?5 WHERE seq = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![seq, started_at, request.owner, millis(request.lease_until), token as i64])
+        })
+        .map_err(backend)?;
+        job.status = Transition::Claim.to();
+        job.attempts += 1;
+        job.started_at = Some(time(started_at));
         claimed.push(Claimed { job, lease_token: token });
     }
     Ok(claimed)
