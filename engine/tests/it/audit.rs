@@ -255,7 +255,10 @@ async fn deletion_reordering_and_truncation_are_detected() {
         conn.execute("DELETE FROM audit_log", []).unwrap();
         for (i, (bytes, hash)) in rows.iter().enumerate() {
             conn.execute(
-                "INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)",
+                "INSERT INTO audit_log (seq, bytes, hash, at, event, user_id, resource, job_id)
+                 VALUES (?1, ?2, ?3, json_extract(?2, '$.at'), json_extract(?2, '$.event'),
+                 json_extract(?2, '$.actor.userId'), json_extract(?2, '$.resource'),
+                 json_extract(?2, '$.job.jobId'))",
                 params![i as i64 + 1, bytes, hash],
             )
             .unwrap();
@@ -370,4 +373,41 @@ async fn a_log_kept_inside_an_older_database_moves_to_its_own_file_intact() {
     assert_eq!(store.audit_entries(AuditQuery::page(0, 100)).await.unwrap(), entries);
     assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
     assert_eq!(Auditor::new(Arc::new(store), "node-1").catch_up().await.unwrap(), 0, "nothing audited twice");
+}
+
+#[tokio::test]
+async fn a_log_file_whose_query_columns_were_generated_keeps_its_entries_and_queries() {
+    let (store, dir, conn) = small_log().await;
+    let head = store.audit_head().await.unwrap();
+    let entries = store.audit_entries(AuditQuery::page(0, 100)).await.unwrap();
+    drop(store);
+    // The log file as its first release wrote it: the query columns
+    // generated from each entry's bytes.
+    conn.execute_batch(
+        "CREATE TABLE generated (
+            seq INTEGER PRIMARY KEY,
+            bytes TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
+            event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
+            user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
+            resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
+            job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
+        );
+        INSERT INTO generated (seq, bytes, hash) SELECT seq, bytes, hash FROM audit_log;
+        DROP TABLE audit_log;
+        ALTER TABLE generated RENAME TO audit_log;
+        DELETE FROM schema_migrations WHERE version > 1;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert_eq!(store.audit_entries(AuditQuery::page(0, 100)).await.unwrap(), entries);
+    let denied = AuditQuery { event: Some("permission.denied".into()), ..AuditQuery::page(0, 100) };
+    assert_eq!(store.audit_entries(denied).await.unwrap().len(), 3, "queried by a stored column");
+    let eve = AuditQuery { user_id: Some("eve".into()), ..AuditQuery::page(1, 100) };
+    assert_eq!(store.audit_entries(eve).await.unwrap(), entries[1..], "and by another, paged");
+    assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
 }
