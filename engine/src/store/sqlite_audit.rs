@@ -96,11 +96,11 @@ pub(super) fn move_audit_log(db: &Transaction<'_>, audit: &mut Connection) -> Re
     let mut moved = 0u64;
     {
         let mut insert = tx.prepare(INSERT_ENTRY).map_err(backend)?;
+        // The database's log has the first schema: its query columns are
+        // generated from the bytes, read as any other.
         let mut read = db
             .prepare(
-                "SELECT seq, bytes, hash, json_extract(bytes, '$.at'), json_extract(bytes, '$.event'),
-                 json_extract(bytes, '$.actor.userId'), json_extract(bytes, '$.resource'),
-                 json_extract(bytes, '$.job.jobId') FROM audit_log ORDER BY seq",
+                "SELECT seq, bytes, hash, at, event, user_id, resource, job_id FROM audit_log ORDER BY seq",
             )
             .map_err(backend)?;
         let mut rows = read.query([]).map_err(backend)?;

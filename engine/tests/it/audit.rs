@@ -301,20 +301,42 @@ async fn deletion_reordering_and_truncation_are_detected() {
     assert_valid(log::verify(&*store, &[checkpoint]).await.unwrap(), 3);
 }
 
+/// The log's table as the first releases kept it, named `table`: an entry's
+/// bytes and hash, the query columns generated from the bytes.
+fn first_log_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (
+            seq INTEGER PRIMARY KEY,
+            bytes TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
+            event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
+            user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
+            resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
+            job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
+        );"
+    )
+}
+
 /// Puts `rows` and `head` back inside the database at `db`, as the release
 /// before the log had its own file kept them, the move not yet applied.
 fn keep_log_inside(db: &std::path::Path, rows: &[(i64, String, String)], head: &AuditHead) {
     let old = Connection::open(db).unwrap();
-    old.execute_batch(
-        "CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, bytes TEXT NOT NULL, hash TEXT NOT NULL);
+    old.execute_batch(&format!(
+        "{}
          CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
              jobs INTEGER NOT NULL, schedules INTEGER NOT NULL, access INTEGER NOT NULL,
              pruned_seq INTEGER, pruned_hash TEXT);
          DELETE FROM schema_migrations WHERE version = 7;",
-    )
+        first_log_table("audit_log")
+    ))
     .unwrap();
     for (seq, bytes, hash) in rows {
-        old.execute("INSERT INTO audit_log VALUES (?1, ?2, ?3)", params![seq, bytes, hash]).unwrap();
+        old.execute(
+            "INSERT INTO audit_log (seq, bytes, hash) VALUES (?1, ?2, ?3)",
+            params![seq, bytes, hash],
+        )
+        .unwrap();
     }
     let cursors = head.cursors;
     old.execute(
@@ -383,22 +405,14 @@ async fn a_log_file_whose_query_columns_were_generated_keeps_its_entries_and_que
     drop(store);
     // The log file as its first release wrote it: the query columns
     // generated from each entry's bytes.
-    conn.execute_batch(
-        "CREATE TABLE generated (
-            seq INTEGER PRIMARY KEY,
-            bytes TEXT NOT NULL,
-            hash TEXT NOT NULL,
-            at TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.at')) VIRTUAL,
-            event TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.event')) VIRTUAL,
-            user_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.actor.userId')) VIRTUAL,
-            resource TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.resource')) VIRTUAL,
-            job_id TEXT GENERATED ALWAYS AS (json_extract(bytes, '$.job.jobId')) VIRTUAL
-        );
+    conn.execute_batch(&format!(
+        "{}
         INSERT INTO generated (seq, bytes, hash) SELECT seq, bytes, hash FROM audit_log;
         DROP TABLE audit_log;
         ALTER TABLE generated RENAME TO audit_log;
         DELETE FROM schema_migrations WHERE version > 1;",
-    )
+        first_log_table("generated")
+    ))
     .unwrap();
     drop(conn);
 
