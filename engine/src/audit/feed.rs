@@ -20,8 +20,10 @@ use crate::store::{
     AccessEvent, AccessEventType, AuditAppend, AuditRow, AuditSources, Cursors, Store, StoreError,
 };
 
-/// Events read from each outbox per append.
-const BATCH: usize = 4096;
+/// Events read from each outbox per append. A busy node's quarter second
+/// holds about this many: one append then carries them all (4,096 cost
+/// about 2 % more CPU per job with auditing on, in alternating runs).
+const BATCH: usize = 16384;
 /// The longest result summary kept in an entry, in bytes.
 const SUMMARY_BYTES: usize = 200;
 /// How often retention runs.
