@@ -287,26 +287,38 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Res
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+/// Parses the JSON text of column `i` where SQLite holds it, without
+/// copying it into a `String` first.
+pub(super) fn parse_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    parse(row.get_ref(i)?.as_str()?)
+}
+
+/// [`parse_column`] for a column that may be `NULL`.
+pub(super) fn parse_optional<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    row.get_ref(i)?.as_str_or_null()?.map(parse).transpose()
+}
+
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = row.get(5)?;
-    let progress: Option<String> = row.get(22)?;
-    let result: Option<String> = row.get(21)?;
     Ok(Job {
         id: row.get(0)?,
         name: row.get(1)?,
         handler_sha256: row.get(2)?,
-        data: parse(&row.get::<_, String>(3)?)?,
+        data: parse_column(row, 3)?,
         priority: Priority::from_rank(row.get(4)?).unwrap_or_default(),
         status: status
             .parse()
             .map_err(|e: String| rusqlite::Error::InvalidColumnType(5, e, rusqlite::types::Type::Text))?,
         attempts: row.get(6)?,
         max_retries: row.get(7)?,
-        backoff: parse(&row.get::<_, String>(8)?)?,
+        backoff: parse_column(row, 8)?,
         timeout: row.get::<_, i64>(9)? as u64,
         fuel: row.get::<_, i64>(10)? as u64,
         memory: row.get::<_, i64>(11)? as u64,
-        run_as: parse(&row.get::<_, String>(12)?)?,
+        run_as: parse_column(row, 12)?,
         run_at: time(row.get(13)?),
         unique_key: row.get(14)?,
         created_at: time(row.get(15)?),
@@ -315,9 +327,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         failed_at: row.get::<_, Option<i64>>(18)?.map(time),
         cancelled_at: row.get::<_, Option<i64>>(19)?.map(time),
         error: row.get(20)?,
-        result: result.as_deref().map(parse).transpose()?,
-        progress: progress.as_deref().map(parse).transpose()?,
-        attempt_log: parse(&row.get::<_, String>(23)?)?,
+        result: parse_optional(row, 21)?,
+        progress: parse_optional(row, 22)?,
+        attempt_log: parse_column(row, 23)?,
         schedule_id: row.get(24)?,
     })
 }
@@ -329,6 +341,12 @@ fn get_job(conn: &Connection, id: &str) -> Result<Option<Job>, StoreError> {
 }
 
 fn insert_event(conn: &Connection, event: &JobEvent) -> Result<u64, StoreError> {
+    insert_event_with_data(conn, event, &json(&event.data))
+}
+
+/// [`insert_event`] with the event's data already as JSON text (`event.data`
+/// is not read): a claim's events all carry the same.
+fn insert_event_with_data(conn: &Connection, event: &JobEvent, data: &str) -> Result<u64, StoreError> {
     conn.prepare_cached(
         "INSERT INTO job_events (at, type, job_id, job_name, attempt, from_status, to_status, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -342,7 +360,7 @@ fn insert_event(conn: &Connection, event: &JobEvent) -> Result<u64, StoreError> 
             event.attempt,
             event.from.map(|s| s.as_str()),
             event.to.as_str(),
-            json(&event.data),
+            data,
         ])
     })
     .map_err(backend)?;
@@ -363,7 +381,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
         attempt: row.get(5)?,
         from: from.map(|f| f.parse()).transpose().map_err(|e| bad(6, e))?,
         to: to.parse().map_err(|e| bad(7, e))?,
-        data: parse(&row.get::<_, String>(8)?)?,
+        data: parse_column(row, 8)?,
     })
 }
 
@@ -371,7 +389,7 @@ fn handler_from_row(row: &Row<'_>) -> rusqlite::Result<HandlerRecord> {
     Ok(HandlerRecord {
         name: row.get(0)?,
         sha256: row.get(1)?,
-        versions: parse(&row.get::<_, String>(2)?)?,
+        versions: parse_column(row, 2)?,
         created_at: time(row.get(3)?),
         updated_at: time(row.get(4)?),
     })
@@ -462,6 +480,7 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
         })
         .map_err(backend)?;
     let started_at = millis(request.now);
+    let data = json(&serde_json::json!({"owner": request.owner}));
     let mut claimed = Vec::with_capacity(candidates.len());
     for (mut job, seq) in candidates {
         let event = JobEvent {
@@ -473,11 +492,11 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
             attempt: job.attempts + 1,
             from: Some(job.status),
             to: Transition::Claim.to(),
-            data: serde_json::json!({"owner": request.owner}),
+            data: serde_json::Value::Null, // `data` above
         };
         // The started event's sequence number is unique and increasing: it
         // doubles as the lease's fencing token.
-        let token = insert_event(conn, &event)?;
+        let token = insert_event_with_data(conn, &event, &data)?;
         conn.prepare_cached(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?2, lease_owner = ?3,
              lease_expires_at = ?4, lease_token = ?5 WHERE seq = ?1",
@@ -837,7 +856,7 @@ impl Store for SqliteStore {
                 stmt.query_map([&id], |r| {
                     Ok(AttemptLog {
                         attempt: r.get(0)?,
-                        lines: parse(&r.get::<_, String>(1)?)?,
+                        lines: parse_column(r, 1)?,
                         dropped_bytes: r.get::<_, i64>(2)? as u64,
                     })
                 })?
@@ -1068,7 +1087,7 @@ const SCHEDULE_COLUMNS: &str =
 fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Schedule> {
     Ok(Schedule {
         id: row.get(0)?,
-        spec: parse(&row.get::<_, String>(1)?)?,
+        spec: parse_column(row, 1)?,
         paused: row.get(2)?,
         next_run: row.get::<_, Option<i64>>(3)?.map(time),
         last_run: row.get::<_, Option<i64>>(4)?.map(time),
@@ -1132,8 +1151,8 @@ pub(super) fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<Schedul
             rusqlite::Error::InvalidColumnType(2, kind.clone(), rusqlite::types::Type::Text)
         })?,
         schedule_id: row.get(3)?,
-        actor: parse(&row.get::<_, String>(4)?)?,
-        data: parse(&row.get::<_, String>(5)?)?,
+        actor: parse_column(row, 4)?,
+        data: parse_column(row, 5)?,
     })
 }
 

@@ -11,7 +11,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 use super::StoreError;
 use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, JobFacts};
 use super::records::timestamp;
-use super::sqlite::{SqliteStore, backend, event_from_row, parse, schedule_events_after};
+use super::sqlite::{SqliteStore, backend, event_from_row, parse, parse_optional, schedule_events_after};
 use super::sqlite_db::Migrations;
 use super::sqlite_records::event_from_row as access_event_from_row;
 use crate::audit::{Checkpoint, StoredEntry};
@@ -198,13 +198,7 @@ fn facts(
         Some((text, principal)) if text == run_as => principal.clone(),
         _ => last_run_as.insert((run_as.to_string(), parse(run_as)?)).1.clone(),
     };
-    let result: Option<String> = row.get(at + 3)?;
-    Ok(Some(JobFacts {
-        name,
-        attempts: row.get(at + 1)?,
-        run_as,
-        result: result.map(|r| parse(&r)).transpose()?,
-    }))
+    Ok(Some(JobFacts { name, attempts: row.get(at + 1)?, run_as, result: parse_optional(row, at + 3)? }))
 }
 
 fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {

@@ -15,7 +15,7 @@ use super::records::{
     AccessEvent, AccessEventType, Actor, Record, RecordDelete, RecordFind, RecordImport, RecordStore,
     RecordUpdate, SYSTEM_FIELDS, change_event, patched, timestamp,
 };
-use super::sqlite::{SqliteStore, backend, in_savepoint, json, millis, parse, time};
+use super::sqlite::{SqliteStore, backend, in_savepoint, json, millis, parse_column, time};
 use super::sqlite_filter::{Sql, after, compile, order_by};
 use crate::permissions::Filter;
 use crate::sandbox::{ImportReport, OnConflict, WriteReport};
@@ -29,7 +29,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     for (i, field) in SYSTEM_FIELDS.iter().enumerate() {
         record.insert(field.to_string(), Value::String(row.get(i)?));
     }
-    let body: Map<String, Value> = parse(&row.get::<_, String>(4)?)?;
+    let body: Map<String, Value> = parse_column(row, 4)?;
     record.extend(body);
     Ok(record)
 }
@@ -131,10 +131,10 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<AccessEvent> {
         event: AccessEventType::parse(&kind).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, kind.into())
         })?,
-        actor: parse(&row.get::<_, String>(3)?)?,
+        actor: parse_column(row, 3)?,
         job_id: row.get(4)?,
         resource: row.get(5)?,
-        data: parse(&row.get::<_, String>(6)?)?,
+        data: parse_column(row, 6)?,
     })
 }
 
