@@ -528,11 +528,16 @@ fn finish_one(conn: &Connection, finish: &Finish, now: DateTime<Utc>) -> Result<
         FinishKind::Cancel => (JobStatus::Cancelled, None, None, None, None, Some(millis(now))),
         FinishKind::Release => unreachable!("handled above"),
     };
+    // The attempt is appended as text: the log is always a compact JSON
+    // array this store wrote (`[]`, or built here or by `json_insert`), and
+    // `json_insert` converted the whole log to SQLite's JSON form and back,
+    // a fifth of a finish on the writer thread.
     let changed = conn
         .prepare_cached(
             "UPDATE jobs SET status = ?3, run_at = coalesce(?4, run_at), result = ?5, completed_at = ?6,
              failed_at = ?7, cancelled_at = ?8, error = ?9, progress = coalesce(?10, progress),
-             attempt_log = json_insert(attempt_log, '$[#]', json(?11)),
+             attempt_log = CASE attempt_log WHEN '[]' THEN '[' || ?11 || ']'
+                 ELSE substr(attempt_log, 1, length(attempt_log) - 1) || ',' || ?11 || ']' END,
              lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
              WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
         )

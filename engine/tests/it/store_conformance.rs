@@ -208,6 +208,13 @@ pub async fn retry_waits_then_runs_again(store: Arc<dyn Store>) {
     let logs = store.logs("r").await.unwrap();
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].lines[0].message, "hi");
+    let mut second = finish("r", again[0].lease_token, FinishKind::Complete { result: json!(2) });
+    second.attempt.number = 2;
+    assert_eq!(store.finish(vec![second], retry_at).await.unwrap()[0], Ok(JobStatus::Completed));
+    let attempts = store.get("r").await.unwrap().unwrap().attempt_log;
+    let outcomes: Vec<_> =
+        attempts.iter().map(|a| (a.number, a.outcome.as_str(), a.error.as_deref())).collect();
+    assert_eq!(outcomes, [(1, "trap", Some("boom")), (2, "completed", None)], "each attempt kept, in order");
 }
 
 pub async fn cancel_by_status(store: Arc<dyn Store>) {
