@@ -29,7 +29,7 @@ use objectos_engine::store::{AuditAppend, AuditRow, SqliteStore, Store};
 use serde_json::json;
 
 /// Entries per append, as the feeder batches them.
-const BATCH: usize = 4096;
+const BATCH: usize = 16384;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
