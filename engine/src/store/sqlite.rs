@@ -492,7 +492,7 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Claimed>, Stor
             attempt: job.attempts + 1,
             from: Some(job.status),
             to: Transition::Claim.to(),
-            data: serde_json::Value::Null, // `data` above
+            data: serde_json::Value::Null, // written as `data`, the same for the whole claim
         };
         // The started event's sequence number is unique and increasing: it
         // doubles as the lease's fencing token.

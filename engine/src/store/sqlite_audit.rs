@@ -1,6 +1,6 @@
 //! The audit log in SQLite, in a file of its own beside the database (see
 //! [`super::sqlite::audit_path`]): `audit_log` holds each entry's exact
-//! bytes and hash (the query columns are generated from the bytes),
+//! bytes and hash (and the columns queries use, written from the same entry),
 //! `audit_head` the end of the chain, the outbox cursors and the retained
 //! checkpoint. The outboxes it reads are in the database.
 
@@ -185,8 +185,8 @@ fn with_facts<T>(
 
 /// The job's [`FACTS`] from column `at` on (`None` if the job is gone).
 /// `last_run_as` keeps the last principal parsed with its text: a batch's
-/// jobs mostly run as the same few, and parsing each again was a tenth of
-/// reading the batch.
+/// jobs mostly run as the same few, and parsing each event's again showed
+/// in the profile of reading a batch.
 fn facts(
     row: &rusqlite::Row<'_>,
     at: usize,
