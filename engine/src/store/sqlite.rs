@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_SCHEMA, move_audit_log};
+use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_PAGE_SIZE, AUDIT_SCHEMA, move_audit_log};
 pub use super::sqlite_db::Durability;
 use super::sqlite_db::{Connections, Database, Migrations};
 pub(super) use super::sqlite_db::{backend, in_savepoint};
@@ -237,8 +237,14 @@ impl SqliteStore {
     /// (see [`audit_path`]) and migrates them.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let mut audit = Connections::open(&audit_path(&path), durability, AUDIT_MIGRATIONS, |_, _| Ok(()))?;
-        let db = Connections::open(&path, durability, MIGRATIONS, |version, tx| match version {
+        let mut audit = Connections::open(
+            &audit_path(&path),
+            durability,
+            Some(AUDIT_PAGE_SIZE),
+            AUDIT_MIGRATIONS,
+            |_, _| Ok(()),
+        )?;
+        let db = Connections::open(&path, durability, None, MIGRATIONS, |version, tx| match version {
             AUDIT_MOVED => move_audit_log(tx, &mut audit.writer),
             _ => Ok(()),
         })?;

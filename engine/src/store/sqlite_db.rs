@@ -58,12 +58,15 @@ pub(super) struct Connections {
 }
 
 impl Connections {
-    /// Opens (creating if needed) the database at `path` and migrates it;
+    /// Opens (creating if needed, with pages of `page_size` bytes or
+    /// SQLite's default) the database at `path` and migrates it;
     /// `before(version, tx)` runs inside each migration's transaction before
-    /// its SQL (for a step SQL cannot say).
+    /// its SQL (for a step SQL cannot say). An existing file keeps the page
+    /// size it was created with.
     pub fn open(
         path: &Path,
         durability: Durability,
+        page_size: Option<u32>,
         migrations: Migrations,
         mut before: impl FnMut(i64, &Transaction<'_>) -> Result<(), StoreError>,
     ) -> Result<Self, StoreError> {
@@ -77,13 +80,13 @@ impl Connections {
         let started = Instant::now();
         loop {
             let mut connect = || -> Result<Self, StoreError> {
-                let mut writer = open_connection(path, durability)?;
+                let mut writer = open_connection(path, durability, page_size)?;
                 migrate(&mut writer, migrations, &mut before)?;
                 writer.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(backend)?;
                 Ok(Self {
                     writer,
-                    reader: open_connection(path, durability)?,
-                    checkpointer: open_connection(path, durability)?,
+                    reader: open_connection(path, durability, None)?,
+                    checkpointer: open_connection(path, durability, None)?,
                 })
             };
             match connect() {
@@ -160,7 +163,11 @@ pub(super) fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
-fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+fn open_connection(
+    path: &Path,
+    durability: Durability,
+    page_size: Option<u32>,
+) -> Result<Connection, StoreError> {
     // Each connection is used by one thread at a time (the writer thread, or
     // readers behind a mutex), so SQLite's own per-call locking is not needed.
     let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -171,7 +178,12 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    // The busy timeout comes first: switching a new database to WAL takes a
+    // The page size comes before anything that writes: a new file is
+    // created by switching it to WAL. It changes nothing in an existing one.
+    if let Some(size) = page_size {
+        conn.execute_batch(&format!("PRAGMA page_size = {size}")).map_err(backend)?;
+    }
+    // The busy timeout comes next: switching a new database to WAL takes a
     // lock that another process opening it at the same moment may hold.
     conn.execute_batch(&format!(
         "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};

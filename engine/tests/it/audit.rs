@@ -186,6 +186,13 @@ async fn small_log() -> (Arc<dyn Store>, tempfile::TempDir, Connection) {
     (store, dir, conn)
 }
 
+#[tokio::test]
+async fn a_new_log_file_is_created_with_large_pages() {
+    let (_store, _dir, conn) = small_log().await;
+    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page_size, 16384, "set before the file is created, or it stays at SQLite's 4096");
+}
+
 fn row(conn: &Connection, seq: u64) -> (String, String) {
     conn.query_row("SELECT bytes, hash FROM audit_log WHERE seq = ?1", [seq as i64], |r| {
         Ok((r.get(0)?, r.get(1)?))
