@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use objectos_engine::audit::feed::Auditor;
+use objectos_engine::audit::feed::{Auditor, BATCH};
 use objectos_engine::audit::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, Verification, log};
 use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
@@ -27,9 +27,6 @@ use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
 use objectos_engine::store::sqlite::{Durability, audit_path};
 use objectos_engine::store::{AuditAppend, AuditRow, SqliteStore, Store};
 use serde_json::json;
-
-/// Entries per append, as the feeder batches them.
-const BATCH: usize = 16384;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -24,7 +24,7 @@ use crate::store::{
 /// holds tens of thousands: batches of 4,096 took four appends where this
 /// takes one, and cost about 2 % more CPU per job with auditing on
 /// (alternating runs of the queue benchmark).
-const BATCH: usize = 16384;
+pub const BATCH: usize = 16384;
 /// The longest result summary kept in an entry, in bytes.
 const SUMMARY_BYTES: usize = 200;
 /// How often retention runs.
