@@ -45,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod examples;
+pub mod field_path;
 pub mod jobs;
 pub mod local;
 pub mod node;

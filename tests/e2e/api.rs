@@ -393,6 +393,16 @@ fn records_over_http_are_what_each_principal_may_see_and_change() {
     let (_, queried) =
         server.post("/v1/objects/contacts/query", ADMIN, &json!({"filter": {"salary": {"$gt": 1}}}));
     assert_eq!(queried["records"].as_array().unwrap().len(), 1);
+    // A hidden field is refused however it is spelled: by name (a denial)
+    // and by an escape the database's own path language would decode.
+    for (filter, status, says) in [
+        (json!({"salary": {"$gt": 1}}), 403, "field `salary` of `contacts` is not visible"),
+        (json!({"sal\\u0061ry": {"$gt": 1}}), 422, "is not a field path"),
+    ] {
+        let (got, body) = server.post("/v1/objects/contacts/query", SALES, &json!({"filter": filter}));
+        assert_eq!(got, status, "{filter}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
 
     assert_eq!(server.get(&format!("/v1/objects/contacts/records/{ann_id}"), SALES).0, 404);
     let rename = json_body(&json!({"name": "Sam (renamed)"}));

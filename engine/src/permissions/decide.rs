@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use super::filter::Filter;
 use super::sets::{FieldRule, LoadError, PermissionSet, ProfileRules, load_dir};
 use super::template;
+use crate::field_path::FieldPath;
 use crate::principal::Principal;
 
 /// An action on an object's records.
@@ -103,7 +104,7 @@ impl Decision {
 struct ObjectRules {
     set: String,
     profiles: BTreeMap<String, CompiledProfile>,
-    fields: BTreeMap<String, FieldRule>,
+    fields: BTreeMap<FieldPath, FieldRule>,
 }
 
 struct CompiledProfile {
@@ -322,26 +323,21 @@ impl Permissions {
 
     /// The fields of `object` that `principal` may not see: those some set
     /// lists with `visibleTo` and no set granting read lets it see.
-    pub fn hidden_fields(&self, principal: &Principal, object: &str) -> Vec<String> {
+    pub fn hidden_fields(&self, principal: &Principal, object: &str) -> Vec<FieldPath> {
         self.restricted(object, |field| !self.field_visible(principal, object, field).allowed)
     }
 
     /// The fields of `object` that `principal` may not write when it
     /// performs `action` (`Create` or `Edit`).
-    pub fn locked_fields(&self, principal: &Principal, object: &str, action: Action) -> Vec<String> {
+    pub fn locked_fields(&self, principal: &Principal, object: &str, action: Action) -> Vec<FieldPath> {
         self.restricted(object, |field| !self.field_editable(principal, object, field, action).allowed)
     }
 
     /// The fields some set lists for `object` that `denied` holds for.
-    fn restricted(&self, object: &str, denied: impl Fn(&str) -> bool) -> Vec<String> {
-        let listed: std::collections::BTreeSet<&str> = self
-            .objects
-            .get(object)
-            .into_iter()
-            .flatten()
-            .flat_map(|rules| rules.fields.keys().map(String::as_str))
-            .collect();
-        listed.into_iter().filter(|field| denied(field)).map(str::to_string).collect()
+    fn restricted(&self, object: &str, denied: impl Fn(&str) -> bool) -> Vec<FieldPath> {
+        let listed: std::collections::BTreeSet<&FieldPath> =
+            self.objects.get(object).into_iter().flatten().flat_map(|rules| rules.fields.keys()).collect();
+        listed.into_iter().filter(|field| denied(field.as_str())).cloned().collect()
     }
 
     /// The objects `principal` may perform `action` on, by name (none are

@@ -3,7 +3,7 @@
 //! MongoDB's semantics.
 //!
 //! A filter is a JSON object. Each key is a field path (`owner`,
-//! `address.city`) or a logical operator (`$and`, `$or`, `$not`); keys are
+//! `address.city`, in the grammar of [`crate::field_path`]) or a logical operator (`$and`, `$or`, `$not`); keys are
 //! AND-ed. A field's value is either a value to equal, or an object of
 //! operators (AND-ed): `$eq $ne $gt $gte $lt $lte $in $nin $between
 //! $contains $startsWith $endsWith $null $exists`, and `$not` over a
@@ -28,6 +28,8 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::field_path::FieldPath;
+
 /// A malformed filter, with where in it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("filter at `{path}`: {message}")]
@@ -49,8 +51,8 @@ pub enum Filter {
     Not(Box<Filter>),
     /// A condition on one field.
     Field {
-        /// The dotted path.
-        path: String,
+        /// The field's path.
+        path: FieldPath,
         /// The condition.
         condition: Condition,
     },
@@ -119,18 +121,18 @@ impl Filter {
             Filter::And(all) => all.iter().all(|f| f.matches(record)),
             Filter::Or(any) => any.iter().any(|f| f.matches(record)),
             Filter::Not(inner) => !inner.matches(record),
-            Filter::Field { path, condition } => condition.holds(lookup(record, path)),
+            Filter::Field { path, condition } => condition.holds(path.lookup(record)),
         }
     }
 
     /// Every field path the filter reads, for field-level permission checks.
-    pub fn fields(&self) -> BTreeSet<String> {
+    pub fn fields(&self) -> BTreeSet<FieldPath> {
         let mut fields = BTreeSet::new();
         self.collect_fields(&mut fields);
         fields
     }
 
-    fn collect_fields(&self, into: &mut BTreeSet<String>) {
+    fn collect_fields(&self, into: &mut BTreeSet<FieldPath>) {
         match self {
             Filter::And(filters) | Filter::Or(filters) => filters.iter().for_each(|f| f.collect_fields(into)),
             Filter::Not(inner) => inner.collect_fields(into),
@@ -145,11 +147,6 @@ impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self:?}")
     }
-}
-
-/// The value at a dotted path, if every step exists.
-pub(crate) fn lookup<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(record, |value, key| value.as_object()?.get(key))
 }
 
 fn error(path: &str, message: impl Into<String>) -> FilterError {
@@ -200,10 +197,8 @@ fn parse_filter(json: &Value, at: &str) -> Result<Filter, FilterError> {
                 return Err(error(&here, format!("`{op}` is not a logical operator ($and, $or, $not)")));
             }
             field => {
-                if field.is_empty() || field.split('.').any(str::is_empty) || field.contains('"') {
-                    return Err(error(&here, format!("`{field}` is not a field path")));
-                }
-                Filter::Field { path: field.to_string(), condition: parse_condition(value, &here)? }
+                let path = FieldPath::parse(field).map_err(|e| error(&here, e.to_string()))?;
+                Filter::Field { path, condition: parse_condition(value, &here)? }
             }
         });
     }
@@ -472,7 +467,7 @@ mod tests {
             "level": {"$lte": 3}
         }))
         .unwrap();
-        let fields: Vec<String> = filter.fields().into_iter().collect();
+        let fields: Vec<String> = filter.fields().into_iter().map(String::from).collect();
         assert_eq!(fields, ["address.city", "level", "owner", "salary"]);
     }
 
@@ -496,6 +491,7 @@ mod tests {
         assert!(parse_error(json!(["a"])).contains("a filter is an object, not a list"));
         assert!(parse_error(json!({"a..b": 1})).contains("is not a field path"));
         assert!(parse_error(json!({"a\"b": 1})).contains("is not a field path"));
+        assert!(parse_error(json!({"sal\\u0061ry": 1})).contains("is not a field path"));
         let mut deep = json!({"a": 1});
         for _ in 0..40 {
             deep = json!({"$not": deep});

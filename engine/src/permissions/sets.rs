@@ -10,6 +10,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::template;
+use crate::field_path::FieldPath;
 
 /// The engine actions a system permission set can grant.
 pub const SYSTEM_PERMISSIONS: &[&str] = &[
@@ -40,9 +41,10 @@ pub struct PermissionSet {
     /// Per profile: the actions it allows and the records it sees.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileRules>,
-    /// Per field: who sees it and who edits it.
+    /// Per field (a path in the grammar of [`crate::field_path`]): who
+    /// sees it and who edits it.
     #[serde(default)]
-    pub field_permissions: BTreeMap<String, FieldRule>,
+    pub field_permissions: BTreeMap<FieldPath, FieldRule>,
     /// Engine actions per profile.
     #[serde(default)]
     pub system: Option<SystemSection>,
@@ -252,6 +254,13 @@ fieldPermissions:
             parse("name: ops\nsystem:\n  profiles:\n    ops: [jobs.read, jobs.enqueu]\n").unwrap_err();
         assert!(bad_system.starts_with("perms/contacts.yaml:4: "), "{bad_system}");
         assert!(bad_system.contains("`jobs.enqueu` is not a system permission"));
+
+        let bad_field = parse(
+            "name: x\nobjectName: contacts\nfieldPermissions:\n  \"sal\\\\u0061ry\": { visibleTo: [admin] }\n",
+        )
+        .unwrap_err();
+        assert!(bad_field.starts_with("perms/contacts.yaml:4"), "{bad_field}");
+        assert!(bad_field.contains("is not a field path"), "{bad_field}");
 
         assert!(parse("name: x\n").unwrap_err().contains("needs `objectName`"));
         assert!(parse("name: x\nobjectName: a\nsystem: {profiles: {}}\n").unwrap_err().contains("not both"));

@@ -1,41 +1,25 @@
-//! Field names and paths: which are acceptable, which touch a restricted
-//! field, and how hidden fields leave a record.
+//! Field names and paths at the records engine: which are acceptable,
+//! which touch a restricted field, and how hidden fields leave a record.
+//! Every name and path is a [`FieldPath`], so a check and the query the
+//! store runs see the same field.
 
 use serde_json::Value;
 
+use crate::field_path::{FieldPath, FieldPathError};
 use crate::store::records::{Record, SYSTEM_FIELDS};
 
-/// Why a top-level field name is refused, if it is.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 {
-        return Err(format!("field name `{name}` must be 1 to 128 bytes"));
-    }
-    if name.starts_with('$') || name.contains(['.', '"']) || name.chars().any(char::is_control) {
-        return Err(format!(
-            "field name `{name}` may not start with `$` or contain `.`, `\"` or control characters"
-        ));
-    }
-    Ok(())
+/// Parses a top-level field name (or record id), refusing anything outside
+/// the grammar.
+pub(crate) fn check_name(name: &str) -> Result<FieldPath, FieldPathError> {
+    FieldPath::name(name)
 }
 
-/// Why a dotted path (in a sort) is refused, if it is.
-pub(crate) fn check_path(path: &str) -> Result<(), String> {
-    path.split('.').try_for_each(check_name).map_err(|e| format!("in path `{path}`: {e}"))
-}
-
-/// Whether reading or writing `path` reveals or changes `field` (one is
-/// the other, or inside it).
-pub(crate) fn touches(path: &str, field: &str) -> bool {
-    let inside = |a: &str, b: &str| a.len() > b.len() && a.starts_with(b) && a.as_bytes()[b.len()] == b'.';
-    path == field || inside(path, field) || inside(field, path)
-}
-
-/// The first of `paths` that touches one of `restricted`, with the field.
+/// The first of `paths` that touches one of `restricted`.
 pub(crate) fn first_touching<'a>(
-    paths: impl IntoIterator<Item = &'a str>,
-    restricted: &[String],
-) -> Option<&'a str> {
-    paths.into_iter().find(|path| restricted.iter().any(|field| touches(path, field)))
+    paths: impl IntoIterator<Item = &'a FieldPath>,
+    restricted: &[FieldPath],
+) -> Option<&'a FieldPath> {
+    paths.into_iter().find(|path| restricted.iter().any(|field| path.touches(field)))
 }
 
 /// Whether `name` is a system field.
@@ -44,10 +28,10 @@ pub(crate) fn is_system(name: &str) -> bool {
 }
 
 /// Removes every field in `hidden` (dotted paths reach inside objects).
-pub(crate) fn strip(record: &mut Record, hidden: &[String]) {
+pub(crate) fn strip(record: &mut Record, hidden: &[FieldPath]) {
     for path in hidden {
-        let mut steps: Vec<&str> = path.split('.').collect();
-        let last = steps.pop().expect("split yields at least one step");
+        let mut steps: Vec<&str> = path.segments().collect();
+        let last = steps.pop().expect("a path has at least one segment");
         let mut here = Some(&mut *record);
         for step in steps {
             here = here.and_then(|map| map.get_mut(step)).and_then(Value::as_object_mut);
@@ -59,8 +43,8 @@ pub(crate) fn strip(record: &mut Record, hidden: &[String]) {
 }
 
 /// Keeps `id` and the fields in `keep`.
-pub(crate) fn project(record: Record, keep: &[String]) -> Record {
-    record.into_iter().filter(|(name, _)| name == "id" || keep.iter().any(|k| k == name)).collect()
+pub(crate) fn project(record: Record, keep: &[FieldPath]) -> Record {
+    record.into_iter().filter(|(name, _)| name == "id" || keep.iter().any(|k| k.as_str() == name)).collect()
 }
 
 #[cfg(test)]
@@ -69,13 +53,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn touching_is_containment_either_way() {
-        assert!(touches("salary", "salary"));
-        assert!(touches("salary.base", "salary"));
-        assert!(touches("address", "address.city"));
-        assert!(!touches("salaryBand", "salary"));
-        assert!(!touches("address.zip", "address.city"));
+    fn paths(texts: &[&str]) -> Vec<FieldPath> {
+        texts.iter().map(|t| FieldPath::parse(t).unwrap()).collect()
     }
 
     #[test]
@@ -85,17 +64,23 @@ mod tests {
         else {
             unreachable!()
         };
-        strip(&mut record, &["salary".into(), "address.city".into(), "missing.deep".into()]);
+        strip(&mut record, &paths(&["salary", "address.city", "missing.deep"]));
         assert_eq!(Value::Object(record), json!({"id": "1", "address": {"zip": "0150"}}));
     }
 
     #[test]
     fn names_are_checked() {
         assert!(check_name("amount_1").is_ok());
-        for bad in ["", "$where", "a.b", "a\"b", "tab\there"] {
+        for bad in ["", "$where", "a.b", "a\"b", "tab\there", "back\\slash"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
-        assert!(check_path("address.city").is_ok());
-        assert!(check_path("address..city").is_err());
+    }
+
+    #[test]
+    fn the_first_touching_path_is_named() {
+        let hidden = paths(&["salary", "address.city"]);
+        let asked = paths(&["name", "address", "salary.base"]);
+        assert_eq!(first_touching(&asked, &hidden).map(FieldPath::as_str), Some("address"));
+        assert_eq!(first_touching(&paths(&["name"]), &hidden), None);
     }
 }

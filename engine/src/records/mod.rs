@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
+use crate::field_path::FieldPath;
 use crate::permissions::{Action, Filter, Permissions, PermissionsDir};
 use crate::sandbox::{
     HostError, ImportReport, ObjectInfo, OnConflict, Page, Query, RecordsService, WriteReport,
@@ -82,7 +83,7 @@ struct NewRecordRules<'a> {
     /// The action named in a denial: `create` or `import`.
     action: &'a str,
     /// Fields the principal may not write.
-    locked: &'a [String],
+    locked: &'a [FieldPath],
     /// The create record filter.
     creatable: &'a Filter,
 }
@@ -97,12 +98,15 @@ fn imported_system_fields(
 ) -> Result<Record, HostError> {
     let mut system = Record::new();
     match fields.remove("id") {
-        Some(Value::String(id)) if fields::check_name(&id).is_ok() => {
-            system.insert("id".into(), Value::String(id));
-        }
+        Some(Value::String(id)) => match fields::check_name(&id) {
+            Ok(_) => {
+                system.insert("id".into(), Value::String(id));
+            }
+            Err(error) => return Err(HostError::Invalid(format!("{what}: `id` {error}"))),
+        },
         other => {
             return Err(HostError::Invalid(format!(
-                "{what}: `id` must be a string of 1 to 128 bytes without `.`, `\"` or a leading `$`, not {}",
+                "{what}: `id` must be a string, not {}",
                 other.map_or("missing".to_string(), |v| v.to_string())
             )));
         }
@@ -172,8 +176,8 @@ impl RecordsEngine {
         &self,
         actor: &Actor,
         object: &str,
-        hidden: &[String],
-        paths: impl IntoIterator<Item = &'a str>,
+        hidden: &[FieldPath],
+        paths: impl IntoIterator<Item = &'a FieldPath>,
         role: &str,
     ) -> Result<(), HostError> {
         match fields::first_touching(paths, hidden) {
@@ -187,12 +191,12 @@ impl RecordsEngine {
     }
 
     /// Refuses a write that touches a field the principal may not write.
-    async fn check_editable<'a>(
+    async fn check_editable(
         &self,
         actor: &Actor,
         object: &str,
-        locked: &[String],
-        names: impl IntoIterator<Item = &'a str>,
+        locked: &[FieldPath],
+        names: &[FieldPath],
         action: Action,
     ) -> Result<(), HostError> {
         match fields::first_touching(names, locked) {
@@ -213,12 +217,11 @@ impl RecordsEngine {
         &self,
         actor: &Actor,
         object: &str,
-        hidden: &[String],
+        hidden: &[FieldPath],
         filter: &Value,
     ) -> Result<Filter, HostError> {
         let filter = parse_filter(filter)?;
-        let paths = filter.fields();
-        self.check_visible(actor, object, hidden, paths.iter().map(String::as_str), "read").await?;
+        self.check_visible(actor, object, hidden, &filter.fields(), "read").await?;
         Ok(filter)
     }
 
@@ -238,17 +241,20 @@ impl RecordsEngine {
         Ok(Filter::And(vec![filter, visible]))
     }
 
-    /// Checks the names a write supplies: no system fields, valid names.
-    fn check_names(record: &Map<String, Value>, what: &str) -> Result<(), HostError> {
-        for name in record.keys() {
-            if fields::is_system(name) {
-                return Err(HostError::Invalid(format!(
-                    "{what}: `{name}` is set by the engine (records-import may supply system fields)"
-                )));
-            }
-            fields::check_name(name).map_err(|e| HostError::Invalid(format!("{what}: {e}")))?;
-        }
-        Ok(())
+    /// Checks the names a write supplies (no system fields, valid names)
+    /// and returns them parsed.
+    fn check_names(record: &Map<String, Value>, what: &str) -> Result<Vec<FieldPath>, HostError> {
+        record
+            .keys()
+            .map(|name| {
+                if fields::is_system(name) {
+                    return Err(HostError::Invalid(format!(
+                        "{what}: `{name}` is set by the engine (records-import may supply system fields)"
+                    )));
+                }
+                fields::check_name(name).map_err(|e| HostError::Invalid(format!("{what}: {e}")))
+            })
+            .collect()
     }
 
     /// The complete record — `system` fields, then the caller's `fields` —
@@ -263,9 +269,8 @@ impl RecordsEngine {
         mut system: Record,
         fields: Map<String, Value>,
     ) -> Result<Record, HostError> {
-        Self::check_names(&fields, what)?;
-        self.check_editable(actor, object, rules.locked, fields.keys().map(String::as_str), Action::Create)
-            .await?;
+        let names = Self::check_names(&fields, what)?;
+        self.check_editable(actor, object, rules.locked, &names, Action::Create).await?;
         system.extend(fields);
         let record = Value::Object(system);
         if !rules.creatable.matches(&record) {
@@ -313,7 +318,7 @@ impl RecordsService for RecordsEngine {
                 let mut fields: Vec<String> = SYSTEM_FIELDS.iter().map(|f| f.to_string()).collect();
                 let seen = catalog.get(&name).into_iter().flatten().filter(|f| !fields::is_system(f));
                 fields.extend(seen.cloned());
-                fields.retain(|f| !hidden.contains(f));
+                fields.retain(|f| !hidden.iter().any(|h| h.as_str() == f));
                 ObjectInfo { name, fields }
             })
             .collect())
@@ -325,17 +330,19 @@ impl RecordsService for RecordsEngine {
         let hidden = permissions.hidden_fields(&actor.principal, object);
         let filter_json = query.filter.unwrap_or_else(|| json!({}));
         let filter = self.visible_filter(actor, object, &hidden, &filter_json).await?;
-        for key in &query.sort {
-            fields::check_path(&key.field).map_err(|e| HostError::Invalid(format!("sort: {e}")))?;
-        }
-        self.check_visible(actor, object, &hidden, query.sort.iter().map(|k| k.field.as_str()), "read")
-            .await?;
-        if let Some(projection) = &query.fields {
-            for name in projection {
-                fields::check_name(name).map_err(|e| HostError::Invalid(format!("fields: {e}")))?;
+        self.check_visible(actor, object, &hidden, query.sort.iter().map(|k| &k.field), "read").await?;
+        let projection = match &query.fields {
+            None => None,
+            Some(names) => {
+                let names = names
+                    .iter()
+                    .map(|name| fields::check_name(name))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| HostError::Invalid(format!("fields: {e}")))?;
+                self.check_visible(actor, object, &hidden, &names, "read").await?;
+                Some(names)
             }
-            self.check_visible(actor, object, &hidden, projection.iter().map(String::as_str), "read").await?;
-        }
+        };
         let limit = query.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 {
             return Err(HostError::Invalid("limit must be at least 1".into()));
@@ -366,7 +373,7 @@ impl RecordsService for RecordsEngine {
             .into_iter()
             .map(|mut record| {
                 fields::strip(&mut record, &hidden);
-                let record = match &query.fields {
+                let record = match &projection {
                     Some(keep) => fields::project(record, keep),
                     None => record,
                 };
@@ -423,9 +430,9 @@ impl RecordsService for RecordsEngine {
         let permissions = self.permissions.current();
         let allowed = self.scope(&permissions, actor, object, Action::Edit).await?;
         let patch = object_of(patch, "patch")?;
-        Self::check_names(&patch, "patch")?;
+        let names = Self::check_names(&patch, "patch")?;
         let locked = permissions.locked_fields(&actor.principal, object, Action::Edit);
-        self.check_editable(actor, object, &locked, patch.keys().map(String::as_str), Action::Edit).await?;
+        self.check_editable(actor, object, &locked, &names, Action::Edit).await?;
         let update = RecordUpdate {
             matching: self.matching(&permissions, actor, object, &filter).await?,
             check: allowed.clone(),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::field_path::FieldPath;
 use crate::principal::Principal;
 use crate::store::Actor;
 
@@ -72,7 +73,7 @@ pub struct Query {
 #[serde(deny_unknown_fields)]
 pub struct SortKey {
     /// The field to sort by.
-    pub field: String,
+    pub field: FieldPath,
     /// `asc` (default) or `desc`.
     #[serde(default)]
     pub order: SortOrder,

@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::StoreError;
+use crate::field_path::FieldPath;
 use crate::permissions::Filter;
-use crate::permissions::filter::{compare_numbers, lookup};
+use crate::permissions::filter::compare_numbers;
 use crate::principal::Principal;
 use crate::sandbox::{ImportReport, OnConflict, SortKey, SortOrder, WriteReport};
 
@@ -71,9 +72,9 @@ pub enum SortValue {
 }
 
 impl SortValue {
-    /// The value at `path` of `record` (a dotted path into objects).
-    pub fn of(record: &Value, path: &str) -> Self {
-        match lookup(record, path) {
+    /// The value at `path` of `record`.
+    pub fn of(record: &Value, path: &FieldPath) -> Self {
+        match path.lookup(record) {
             None | Some(Value::Null) => SortValue::Null,
             Some(Value::Number(n)) => SortValue::Number(n.clone()),
             Some(Value::String(s)) => SortValue::Text(s.clone()),

@@ -18,6 +18,7 @@ use rusqlite::{Connection, Error};
 use serde_json::Value;
 
 use super::records::{Position, SYSTEM_FIELDS, SortValue};
+use crate::field_path::FieldPath;
 use crate::permissions::filter::time_key;
 use crate::permissions::{Condition, Filter};
 use crate::sandbox::{SortKey, SortOrder};
@@ -73,8 +74,8 @@ struct Target {
 }
 
 impl Target {
-    fn of(path: &str) -> Self {
-        if SYSTEM_FIELDS.contains(&path) {
+    fn of(path: &FieldPath) -> Self {
+        if SYSTEM_FIELDS.contains(&path.as_str()) {
             return Target { kind: None, value: path.to_string(), path: None };
         }
         let json_path = json_path(path);
@@ -103,9 +104,12 @@ impl Target {
     }
 }
 
-/// `'$."a"."b"'` as a SQL string literal (paths never hold `"`).
-fn json_path(path: &str) -> String {
-    let steps: String = path.split('.').map(|step| format!(".\"{step}\"")).collect();
+/// `'$."a"."b"'` as a SQL string literal. Each segment is quoted whole:
+/// the field-path grammar admits no `"`, `\` or control character in a
+/// segment, so SQLite reads every byte of it as itself — no escape it
+/// would decode can make the path name another field than the checks saw.
+fn json_path(path: &FieldPath) -> String {
+    let steps: String = path.segments().map(|step| format!(".\"{step}\"")).collect();
     format!("'${}'", steps.replace('\'', "''"))
 }
 
@@ -403,7 +407,7 @@ fn affix(target: &Target, affix: &str, side: i64, sql: &mut Sql) {
 }
 
 /// One sort key as SQL: its kind's rank (none for a column) and its value.
-fn sort_exprs(field: &str) -> (Option<String>, String) {
+fn sort_exprs(field: &FieldPath) -> (Option<String>, String) {
     let target = Target::of(field);
     match target.kind {
         None => (None, target.value),
@@ -425,7 +429,7 @@ fn sort_exprs(field: &str) -> (Option<String>, String) {
 /// they end with it. A query sorted by `id` then pages on the primary key
 /// alone.
 fn deciding(sort: &[SortKey]) -> (&[SortKey], bool) {
-    match sort.iter().position(|key| key.field == "id") {
+    match sort.iter().position(|key| key.field.as_str() == "id") {
         Some(at) => (&sort[..=at], true),
         None => (sort, false),
     }

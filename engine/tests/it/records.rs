@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use objectos_engine::clock::{Clock, ManualClock};
+use objectos_engine::field_path::FieldPath;
 use objectos_engine::jobs::{JobStatus, NewJob};
 use objectos_engine::permissions::{Filter, PermissionSet, Permissions, PermissionsDir};
 use objectos_engine::principal::Principal;
@@ -100,8 +101,10 @@ fn ids(records: &[Value]) -> Vec<&str> {
     records.iter().map(|r| r["id"].as_str().unwrap()).collect()
 }
 
+/// A query as a guest or an API caller sends it: its JSON is parsed first
+/// (which checks its sort paths), then answered.
 async fn find(engine: &RecordsEngine, who: &Actor, query: Value) -> Result<Vec<Value>, HostError> {
-    let query: Query = serde_json::from_value(query).unwrap();
+    let query: Query = serde_json::from_value(query).map_err(|e| HostError::Invalid(e.to_string()))?;
     Ok(engine.find(who, "contacts", query).await?.records)
 }
 
@@ -147,6 +150,23 @@ async fn each_principal_reads_only_its_records_and_never_a_hidden_field() {
         }
         assert!(denied(engine.count(&sales, "contacts", json!({"salary": 100})).await).contains("salary"));
 
+        // Another spelling of the hidden field — an escape SQLite's JSON
+        // paths would decode, a quoted or bracketed segment — is not a
+        // field path at all: refused naming it, never counted.
+        for spelling in ["sal\\u0061ry", "\"salary\"", "salary\\", "sal\u{7f}ary", "sal\u{0}ary"] {
+            for result in [
+                engine.count(&sales, "contacts", json!({ spelling: {"$gt": 150} })).await.map(|_| ()),
+                find(&engine, &sales, json!({"sort": [{"field": spelling}]})).await.map(|_| ()),
+            ] {
+                match result {
+                    Err(HostError::Invalid(message)) => {
+                        assert!(message.contains("is not a field path"), "{spelling:?}: {message}")
+                    }
+                    other => panic!("{spelling:?} was answered: {other:?}"),
+                }
+            }
+        }
+
         // A projection keeps `id` and what was asked for.
         let projected = find(&engine, &sales, json!({"fields": ["name"]})).await.unwrap();
         assert_eq!(projected[0], json!({"id": "c1", "name": "contact c1"}));
@@ -173,7 +193,7 @@ async fn cursors_page_through_permitted_records_and_belong_to_their_query() {
         let mut cursor: Option<String> = None;
         loop {
             let query = Query {
-                sort: vec![SortKey { field: "region".into(), order: Default::default() }],
+                sort: vec![SortKey { field: FieldPath::parse("region").unwrap(), order: Default::default() }],
                 limit: Some(1),
                 cursor: cursor.clone(),
                 ..Query::default()
@@ -340,6 +360,29 @@ async fn a_handler_running_as_sales_sees_only_its_contacts_and_never_salary() {
     let seen = job.result.unwrap();
     assert_eq!(ids(seen.as_array().unwrap()), ["c1", "c2"]);
     assert!(seen.as_array().unwrap().iter().all(|r| r.get("salary").is_none()));
+    workers.shutdown(None).await;
+}
+
+#[tokio::test]
+async fn a_handler_cannot_count_a_hidden_field_by_another_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap());
+    seed(&*store).await;
+    let queue = queue_under_sets(store.clone(), Arc::new(PermissionsDir::fixed(sets()))).await;
+    let workers = queue.start();
+    let sales = actor("u1", &["sales"]).principal;
+    for (filter, refusal) in [
+        (json!({"salary": {"$gt": 150}}), "denied: field `salary` of `contacts` is not visible"),
+        (json!({"sal\\u0061ry": {"$gt": 150}}), "is not a field path"),
+    ] {
+        let input = json!({"action": "count", "object": "contacts", "filter": filter});
+        let job = queue.enqueue(&sales, NewJob::new("roundtrip", input)).await.unwrap();
+        let job = queue.wait_final(&job.id).await.unwrap();
+        assert_eq!(job.status, JobStatus::Failed, "{filter} was answered: {:?}", job.result);
+        let error = job.error.unwrap();
+        assert!(error.contains(refusal), "{filter}: {error}");
+    }
     workers.shutdown(None).await;
 }
 

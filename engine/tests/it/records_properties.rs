@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use objectos_engine::clock::SystemClock;
+use objectos_engine::field_path::FieldPath;
 use objectos_engine::permissions::{Action, Filter, PermissionSet, Permissions, PermissionsDir};
 use objectos_engine::principal::Principal;
 use objectos_engine::records::RecordsEngine;
@@ -106,7 +107,7 @@ fn query() -> impl Strategy<Value = (Value, Vec<SortKey>, u32)> {
     let filter = prop::collection::vec(condition, 0..3).prop_map(|cs| json!({"$and": cs}));
     let sort = prop::collection::vec(
         (prop::sample::select(FIELDS.to_vec()), any::<bool>()).prop_map(|(f, desc)| SortKey {
-            field: f.into(),
+            field: FieldPath::parse(f).unwrap(),
             order: if desc { SortOrder::Desc } else { SortOrder::Asc },
         }),
         0..3,
@@ -203,7 +204,7 @@ proptest! {
             let candidate = if inside(old) {
                 let mut changed = old.clone();
                 for (field, value) in FIELDS.iter().zip(new) {
-                    if hidden.iter().any(|h| h == field) {
+                    if hidden.iter().any(|h| h.as_str() == *field) {
                         match value {
                             Some(v) => { changed.insert(field.to_string(), v.clone()); }
                             None => { changed.remove(*field); }
@@ -228,7 +229,7 @@ proptest! {
                 if let Ok((pages, _)) = &a {
                     for record in pages.iter().flatten() {
                         for field in &hidden {
-                            prop_assert!(record.get(field).is_none(), "{} leaked in {}", field, record);
+                            prop_assert!(record.get(field.as_str()).is_none(), "{} leaked in {}", field, record);
                         }
                     }
                 }

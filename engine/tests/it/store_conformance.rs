@@ -8,6 +8,7 @@ use objectos_engine::audit::feed::Auditor;
 use objectos_engine::audit::{
     self, AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, StoredEntry, Verification, verify,
 };
+use objectos_engine::field_path::FieldPath;
 use objectos_engine::jobs::{
     Attempt, AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, Priority, lifecycle::check_path,
 };
@@ -688,7 +689,7 @@ async fn records_are_found_in_order_and_paged(store: Arc<dyn Store>) {
     assert_eq!(ids, ["a", "b", "c", "d"], "by id without a sort");
     assert_eq!(all[1], rows[0], "stored as given");
     // Missing sorts first, then numbers by value, then strings.
-    let sort = vec![SortKey { field: "n".into(), order: SortOrder::Asc }];
+    let sort = vec![SortKey { field: FieldPath::parse("n").unwrap(), order: SortOrder::Asc }];
     let mut seen = Vec::new();
     let mut after = None;
     loop {
