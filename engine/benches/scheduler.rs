@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use objectos_engine::clock::{Clock, SystemClock};
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
 use objectos_engine::registry::Registry;
@@ -159,7 +160,7 @@ async fn measure(path: &std::path::Path) {
         workers.stop().await;
         let mut started = Vec::with_capacity(fired_jobs.len());
         for (id, due) in &fired_jobs {
-            let job = queue.get(id).await.unwrap();
+            let job = queue.get(&Scope::Any, id).await.unwrap();
             let first = job.attempt_log.first().map(|a| a.started_at).or(job.started_at);
             started.push(first.map_or(i64::MAX, |at| (at - *due).num_milliseconds().max(0)));
         }

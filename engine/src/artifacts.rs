@@ -4,6 +4,12 @@
 //! artifact; `finish` stores the rest and seals the artifact with its size
 //! and sha256. It implements the sandbox's `ArtifactsService` and is the
 //! engine's Rust API for listing and reading artifacts.
+//!
+//! An artifact is owned as the job that wrote it (the user it ran as, and
+//! the one who enqueued it); a guest reads only artifacts its principal
+//! owns unless the principal holds `artifacts.read.any`, so a restore reads
+//! only a backup its principal may read. Another's artifact is answered as
+//! a missing one, and the attempt is recorded as a denial.
 
 use std::sync::Arc;
 
@@ -12,9 +18,11 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, time_ordered_id};
 use crate::digest::hex;
+use crate::ownership::{ARTIFACTS_READ_ANY, Scope};
 use crate::principal::Principal;
+use crate::queue::Policy;
 use crate::sandbox::{ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError};
-use crate::store::{ArtifactRecord, Store, StoreError};
+use crate::store::{AccessEvent, AccessEventType, Actor, ArtifactRecord, Store, StoreError};
 
 /// Bytes per stored chunk.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -24,6 +32,7 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 pub struct StoredArtifacts {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    policy: Arc<dyn Policy>,
 }
 
 fn host_error(error: StoreError) -> HostError {
@@ -47,33 +56,67 @@ fn info(record: &ArtifactRecord) -> ArtifactInfo {
 }
 
 impl StoredArtifacts {
-    /// Artifacts in `store`, timestamped by `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    /// Artifacts in `store`, timestamped by `clock`, read by guests as
+    /// `policy` scopes them.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Arc<dyn Policy>) -> Self {
+        Self { store, clock, policy }
     }
 
-    /// Sealed artifacts with an id after `after`, by id (ids grow with time).
-    pub async fn list(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
-        self.store.artifacts(after, limit).await
+    /// Sealed artifacts within `scope` with an id after `after`, by id (ids
+    /// grow with time).
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, StoreError> {
+        self.store.artifacts(scope.owner(), after, limit).await
     }
 
-    /// One artifact's record, sealed or not.
+    /// One artifact's record, sealed or not, whoever owns it: the engine's
+    /// own view (a caller on behalf of a principal checks
+    /// [`ArtifactRecord::owners`] against its scope).
     pub async fn get(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
         self.store.artifact(id).await
     }
 
-    /// A sealed artifact's record; one still being written is not readable.
-    async fn sealed(&self, id: &str) -> Result<ArtifactRecord, HostError> {
-        match self.store.artifact(id).await.map_err(host_error)? {
-            Some(record) if record.sealed_at.is_some() => Ok(record),
-            Some(_) => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
-            None => Err(HostError::NotFound(format!("artifact {id}"))),
+    /// A sealed artifact's record that `principal` may read; one still being
+    /// written is not readable, and another's is answered as missing (and
+    /// recorded as a denial).
+    async fn sealed(&self, principal: &Principal, id: &str) -> Result<ArtifactRecord, HostError> {
+        let missing = || HostError::NotFound(format!("artifact {id}"));
+        let record = self.store.artifact(id).await.map_err(host_error)?.ok_or_else(missing)?;
+        if !self.policy.scope(principal, ARTIFACTS_READ_ANY).admits(record.owners()) {
+            self.deny(principal, id).await;
+            return Err(missing());
+        }
+        match record.sealed_at {
+            Some(_) => Ok(record),
+            None => Err(HostError::Invalid(format!("artifact {id} is still being written"))),
         }
     }
 
-    /// The bytes of a sealed artifact, chunk by chunk.
+    async fn deny(&self, principal: &Principal, id: &str) {
+        let reason =
+            format!("artifact {id} is not `{}`'s and it lacks {ARTIFACTS_READ_ANY}", principal.user_id);
+        let data = serde_json::json!({"action": "read", "reason": reason});
+        let actor = Actor::user(principal.clone());
+        let resource = format!("artifacts/{id}");
+        let event =
+            AccessEvent::new(AccessEventType::PermissionDenied, &actor, resource, data, self.clock.now());
+        if let Err(error) = self.store.record_access(event).await {
+            tracing::error!(%error, id, "could not record an artifact denial");
+        }
+    }
+
+    /// The bytes of a sealed artifact, chunk by chunk, whoever owns it.
     pub async fn reader(&self, id: &str) -> Result<ChunkReader, HostError> {
-        Ok(self.reader_of(&self.sealed(id).await?))
+        let missing = || HostError::NotFound(format!("artifact {id}"));
+        let record = self.store.artifact(id).await.map_err(host_error)?.ok_or_else(missing)?;
+        if record.sealed_at.is_none() {
+            return Err(HostError::Invalid(format!("artifact {id} is still being written")));
+        }
+        Ok(self.reader_of(&record))
     }
 
     /// The bytes of the artifact `record` describes, already known to be
@@ -193,14 +236,12 @@ impl ArtifactsService for StoredArtifacts {
         name: &str,
         content_type: &str,
     ) -> Result<Box<dyn ArtifactSink>, HostError> {
-        let record = ArtifactRecord::new(
-            time_ordered_id("art"),
-            name,
-            content_type,
-            job_id,
-            &principal.user_id,
-            self.clock.now(),
-        );
+        // Owned as its job: a job's enqueuer owns what it writes, too.
+        let job = self.store.get(job_id).await.map_err(host_error)?;
+        let enqueued_by = job.map_or_else(|| principal.user_id.clone(), |job| job.enqueued_by);
+        let owners = [principal.user_id.as_str(), enqueued_by.as_str()];
+        let record =
+            ArtifactRecord::new(time_ordered_id("art"), name, content_type, job_id, owners, self.clock.now());
         let id = record.id.clone();
         self.store.create_artifact(record).await.map_err(host_error)?;
         Ok(Box::new(ChunkWriter {
@@ -215,11 +256,11 @@ impl ArtifactsService for StoredArtifacts {
         }))
     }
 
-    async fn info(&self, _: &Principal, id: &str) -> Result<ArtifactInfo, HostError> {
-        self.sealed(id).await.map(|record| info(&record))
+    async fn info(&self, principal: &Principal, id: &str) -> Result<ArtifactInfo, HostError> {
+        self.sealed(principal, id).await.map(|record| info(&record))
     }
 
-    async fn open(&self, _: &Principal, id: &str) -> Result<Box<dyn ArtifactSource>, HostError> {
-        Ok(Box::new(self.reader(id).await?))
+    async fn open(&self, principal: &Principal, id: &str) -> Result<Box<dyn ArtifactSource>, HostError> {
+        Ok(Box::new(self.reader_of(&self.sealed(principal, id).await?)))
     }
 }

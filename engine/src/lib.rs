@@ -49,6 +49,7 @@ pub mod field_path;
 pub mod jobs;
 pub mod local;
 pub mod node;
+pub mod ownership;
 pub mod permissions;
 pub mod principal;
 pub mod queue;

@@ -120,7 +120,7 @@ impl Node {
         ));
         let permissions = Arc::new(Self::load_permissions(&config)?);
         let records = Arc::new(RecordsEngine::new(store.clone(), permissions.clone(), clock.clone()));
-        let artifacts = StoredArtifacts::new(store.clone(), clock.clone());
+        let artifacts = StoredArtifacts::new(store.clone(), clock.clone(), permissions.clone());
         let services = Services { records: records.clone(), artifacts: Arc::new(artifacts.clone()) };
         let auditor = Auditor::new(store.clone(), config.node_id.clone());
         let queue = Queue::new(QueueParts {

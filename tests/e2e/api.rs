@@ -16,10 +16,12 @@ use crate::support::{objectos, write_file};
 pub(crate) const ADMIN: &str = "admin-token-for-tests";
 pub(crate) const VIEWER: &str = "viewer-token-for-tests";
 
-/// `admin` holds every API permission; `viewer` may only read jobs.
-const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.enqueue, jobs.cancel, records.import, \
-                      handlers.read, handlers.upload, stats.read, schedules.read, schedules.write, \
-                      artifacts.read, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
+/// `admin` holds every API permission, over anyone's jobs, schedules and
+/// artifacts; `viewer` may only read its own jobs.
+const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.read.any, jobs.enqueue, jobs.cancel, \
+                      jobs.cancel.any, records.import, handlers.read, handlers.upload, stats.read, schedules.read, \
+                      schedules.read.any, schedules.write, schedules.write.any, artifacts.read, \
+                      artifacts.read.any, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
 
 /// `admin` reads and writes contacts and alone sees `salary`; `sales`
 /// reads, creates and edits its own.
@@ -233,7 +235,10 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     assert_eq!(done["status"], "completed", "{done}");
     assert!(done["result"].is_object(), "{done}");
     assert!(done["attemptLog"][0]["usage"]["peakMemory"].as_u64().unwrap() > 0, "{done}");
-    let (status, logs) = server.get(&format!("/v1/jobs/{}/logs", job["id"].as_str().unwrap()), VIEWER);
+    let logs_path = format!("/v1/jobs/{}/logs", job["id"].as_str().unwrap());
+    let (status, body) = server.get(&logs_path, VIEWER);
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "another's job is not the viewer's: {body}");
+    let (status, logs) = server.get(&logs_path, ADMIN);
     assert_eq!(status, 200);
     assert_eq!(logs["attempts"].as_array().unwrap().len(), 1, "{logs}");
 
@@ -243,9 +248,15 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
     for job in created["jobs"].as_array().unwrap() {
         server.wait(job["id"].as_str().unwrap());
     }
-    let (status, listed) = server.get("/v1/jobs?name=greeter&status=completed&limit=2", VIEWER);
+    let (status, listed) = server.get("/v1/jobs?name=greeter&status=completed&limit=2", ADMIN);
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
+    let (status, listed) = server.get("/v1/jobs", VIEWER);
+    assert_eq!(
+        (status, listed["jobs"].as_array().unwrap().len()),
+        (200, 0),
+        "the viewer owns none: {listed}"
+    );
     let (_, stats) = server.get("/v1/stats", ADMIN);
     assert_eq!(stats["jobs"]["byStatus"]["completed"], 3, "{stats}");
 

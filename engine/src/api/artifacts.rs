@@ -1,16 +1,19 @@
 //! `/v1/artifacts`: listing, describing and downloading, streamed chunk by
-//! chunk so an artifact of any size passes through bounded memory.
+//! chunk so an artifact of any size passes through bounded memory. A
+//! caller reaches the artifacts it owns (those of its jobs), or anyone's
+//! with `artifacts.read.any`.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::QueryParams;
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Caller, conceal, scope};
+use crate::ownership::ARTIFACTS_READ_ANY;
 use crate::sandbox::{ArtifactSource, HostError};
 use crate::store::ArtifactRecord;
 
@@ -29,36 +32,46 @@ pub(super) struct ListParams {
 /// producing job and sha256.
 pub(super) async fn list(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    let artifacts = state.node.artifacts.list(params.after.as_deref().unwrap_or(""), limit).await?;
+    let after = params.after.as_deref().unwrap_or("");
+    let artifacts =
+        state.node.artifacts.list(&scope(&state, &caller, ARTIFACTS_READ_ANY), after, limit).await?;
     Ok(Json(json!({"artifacts": artifacts})))
 }
 
-async fn sealed(state: &ApiState, id: &str) -> Result<ArtifactRecord, ApiError> {
-    match state.node.artifacts.get(id).await? {
-        Some(record) if record.sealed_at.is_some() => Ok(record),
-        Some(_) => Err(ApiError::conflict(format!("artifact `{id}` is still being written"))),
-        None => Err(ApiError::not_found(format!("artifact `{id}` not found"))),
+/// A sealed artifact the caller may read; another's is answered as missing.
+async fn sealed(state: &ApiState, caller: &Caller, id: &str) -> Result<ArtifactRecord, ApiError> {
+    let missing = || ApiError::not_found(format!("artifact `{id}` not found"));
+    let record = state.node.artifacts.get(id).await?.ok_or_else(missing)?;
+    if !scope(state, caller, ARTIFACTS_READ_ANY).admits(record.owners()) {
+        return Err(conceal(state, caller, ARTIFACTS_READ_ANY, &format!("artifacts/{id}"), missing()).await);
+    }
+    match record.sealed_at {
+        Some(_) => Ok(record),
+        None => Err(ApiError::conflict(format!("artifact `{id}` is still being written"))),
     }
 }
 
 /// `GET /v1/artifacts/{id}`.
 pub(super) async fn show(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ArtifactRecord>, ApiError> {
-    Ok(Json(sealed(&state, &id).await?))
+    Ok(Json(sealed(&state, &caller, &id).await?))
 }
 
 /// `GET /v1/artifacts/{id}/content`: the bytes, streamed, with their
 /// length, media type, file name and digest in the headers.
 pub(super) async fn download(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = sealed(&state, &id).await?;
+    let record = sealed(&state, &caller, &id).await?;
     let reader = state.node.artifacts.reader_of(&record);
     let chunks = futures_util::stream::try_unfold(reader, |mut reader| async move {
         let bytes = reader.read(SEND).await.map_err(|e: HostError| std::io::Error::other(e.to_string()))?;

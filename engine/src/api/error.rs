@@ -98,7 +98,7 @@ impl From<QueueError> for ApiError {
             QueueError::Invalid { .. } | QueueError::UnknownHandler { .. } => ApiError::invalid(message),
             QueueError::Forbidden { .. } | QueueError::Impersonation { .. } => ApiError::forbidden(message),
             QueueError::Conflict(_) => ApiError::conflict(message),
-            QueueError::NotFound(_) => ApiError::not_found(message),
+            QueueError::NotFound(_) | QueueError::Hidden(_) => ApiError::not_found(message),
             QueueError::Registry(error) => error.into(),
             QueueError::Store(error) => error.into(),
         }

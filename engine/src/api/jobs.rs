@@ -1,4 +1,6 @@
-//! `/v1/jobs` and `/v1/stats`.
+//! `/v1/jobs` and `/v1/stats`. A caller reads (and retries) its own jobs,
+//! or anyone's with `jobs.read.any`, and cancels its own, or anyone's with
+//! `jobs.cancel.any`; `/v1/stats` and `/metrics` are counts without ids.
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -7,8 +9,25 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{JsonBody, QueryParams};
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, conceal, scope};
 use crate::jobs::{Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
+use crate::ownership::{JOBS_CANCEL_ANY, JOBS_READ_ANY};
+use crate::queue::QueueError;
+
+/// `result`, with a job of another owner answered as a missing one.
+async fn concealed<T>(
+    state: &ApiState,
+    caller: &Caller,
+    any: &str,
+    result: Result<T, QueueError>,
+) -> Result<T, ApiError> {
+    match result {
+        Err(QueueError::Hidden(id)) => {
+            Err(conceal(state, caller, any, &format!("jobs/{id}"), QueueError::NotFound(id).into()).await)
+        }
+        other => Ok(other?),
+    }
+}
 
 /// `POST /v1/jobs`: a [`NewJob`]; answers 201 with the stored job.
 pub(super) async fn enqueue(
@@ -52,6 +71,7 @@ pub(super) struct ListParams {
 /// `GET /v1/jobs?name=&status=pending,running&priority=&sort=&skip=&limit=`.
 pub(super) async fn list(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match &params.status {
@@ -68,40 +88,47 @@ pub(super) async fn list(
         name: params.name,
         status,
         priority: params.priority,
+        owner: None,
         sort: params.sort.unwrap_or_default(),
         skip: params.skip.unwrap_or(0),
         limit: params.limit,
     };
-    let jobs = state.node.queue.list(&query).await?;
+    let jobs = state.node.queue.list(&scope(&state, &caller, JOBS_READ_ANY), &query).await?;
     Ok(Json(json!({"jobs": jobs, "skip": query.skip, "limit": query.page_size()})))
 }
 
 /// `GET /v1/jobs/{id}`.
 pub(super) async fn show(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.node.queue.get(&id).await?))
+    let job = state.node.queue.get(&scope(&state, &caller, JOBS_READ_ANY), &id).await;
+    Ok(Json(concealed(&state, &caller, JOBS_READ_ANY, job).await?))
 }
 
 /// `POST /v1/jobs/{id}/cancel`: the job, cancelled (or stopping, if it runs).
 pub(super) async fn cancel(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.node.queue.cancel(&id).await?))
+    let job = state.node.queue.cancel(&scope(&state, &caller, JOBS_CANCEL_ANY), &id).await;
+    Ok(Json(concealed(&state, &caller, JOBS_CANCEL_ANY, job).await?))
 }
 
 /// `POST /v1/jobs/{id}/retry`: a failed or cancelled job enqueued again
 /// as a new job — the same handler, data and options, as the same
 /// principal (which needs `jobs.impersonate` if that is not the caller),
-/// on the handler's current version; 201 with the new job.
+/// on the handler's current version; 201 with the new job. Only a job the
+/// caller may read can be retried.
 pub(super) async fn retry(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    let job = state.node.queue.get(&id).await?;
+    let job = state.node.queue.get(&scope(&state, &caller, JOBS_READ_ANY), &id).await;
+    let job = concealed(&state, &caller, JOBS_READ_ANY, job).await?;
     if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
         return Err(ApiError::conflict(format!(
             "job {id} is {}: only a failed or cancelled job can be retried",
@@ -128,9 +155,11 @@ pub(super) async fn retry(
 /// `GET /v1/jobs/{id}/logs`: each attempt with its log lines.
 pub(super) async fn logs(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let attempts = state.node.queue.logs(&id).await?;
+    let attempts = state.node.queue.logs(&scope(&state, &caller, JOBS_READ_ANY), &id).await;
+    let attempts = concealed(&state, &caller, JOBS_READ_ANY, attempts).await?;
     Ok(Json(json!({"jobId": id, "attempts": attempts})))
 }
 

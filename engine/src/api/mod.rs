@@ -6,6 +6,11 @@
 //! Every route is one [`Route`] in one list (see [`route_docs`]): the router and the
 //! OpenAPI document (`/v1/openapi.json`) are both built from that list, so
 //! the document cannot drift from what is served.
+//!
+//! Jobs, artifacts and schedules are scoped to their owners
+//! ([`crate::ownership`]): each handler asks for the caller's [`Scope`]
+//! under the route's `.any` permission, and another owner's thing is
+//! answered exactly as a missing one ([`conceal`]), the attempt audited.
 
 mod artifacts;
 mod audit;
@@ -32,6 +37,7 @@ pub use error::ApiError;
 pub use routes::{Body, Route, RouteDoc};
 
 use crate::node::Node;
+use crate::ownership::Scope;
 use crate::store::{AccessEvent, AccessEventType, Actor};
 
 /// What every request handler reaches.
@@ -118,7 +124,8 @@ async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         if !decision.allowed {
             let path = request.uri().path();
             let route = format!("{} {path}", request.method());
-            deny(&gate.state, &caller, permission, &route, &format!("api{path}"), &decision.reason).await;
+            let reason = &decision.reason;
+            deny(&gate.state, &caller, permission, Some(&route), &format!("api{path}"), reason).await;
             return Err(ApiError::forbidden(format!("{route} needs `{permission}`: {}", decision.reason))
                 .with_details(json!({"permission": permission})));
         }
@@ -127,12 +134,34 @@ async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
     Ok(next.run(request).await)
 }
 
+/// Whose jobs, artifacts or schedules `caller` reaches under the `.any`
+/// permission `any`.
+fn scope(state: &ApiState, caller: &Caller, any: &str) -> Scope {
+    state.node.permissions.current().scope(&caller.principal, any)
+}
+
+/// The answer for another owner's job, artifact or schedule (`resource`,
+/// such as `jobs/job_…`): `missing`, exactly what asking for one that does
+/// not exist gets, so nothing confirms it exists; the attempt is recorded
+/// as a denial of the `.any` permission `any`.
+async fn conceal(
+    state: &ApiState,
+    caller: &Caller,
+    any: &str,
+    resource: &str,
+    missing: ApiError,
+) -> ApiError {
+    let reason = format!("`{resource}` is not `{}`'s and it lacks `{any}`", caller.principal.user_id);
+    deny(state, caller, any, None, resource, &reason).await;
+    missing
+}
+
 /// Records an API denial in the audit log's outbox.
 async fn deny(
     state: &ApiState,
     caller: &Caller,
     permission: &str,
-    route: &str,
+    route: Option<&str>,
     resource: &str,
     reason: &str,
 ) {

@@ -19,6 +19,7 @@ use objectos_engine::config::{EngineConfig, TokenConfig};
 use objectos_engine::examples;
 use objectos_engine::jobs::{Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, Priority};
 use objectos_engine::node::Node;
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::Queue;
 use objectos_engine::sandbox::{OnConflict, Query, RecordsService};
@@ -189,7 +190,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     println!("\n4. What happened, in the order the jobs first started:\n");
     let mut finished = Vec::new();
     for (label, id) in &jobs {
-        finished.push((*label, queue.get(id).await?));
+        finished.push((*label, queue.get(&Scope::Any, id).await?));
     }
     finished.sort_by_key(|(_, job)| job.attempt_log.first().map(|a| a.started_at));
     println!("   {:<10} {:<38} {:<9} {:<9} {:>8}  outcome", "job", "what", "priority", "status", "attempts");
@@ -214,7 +215,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     let schedule = node.scheduler.add(&ops, Some("every-two-seconds".into()), spec).await?;
     println!("   added `{}`, first fire due {}", schedule.id, clock_time(schedule.next_run));
     let fired = watch_fires(queue, &schedule.id, 3).await?;
-    node.scheduler.pause(&ops, &schedule.id).await?;
+    node.scheduler.pause(&ops, &Scope::Any, &schedule.id).await?;
     scheduler.stop().await;
     let events = queue.store().events(0, 100_000).await?;
     for job in &fired {
@@ -536,7 +537,7 @@ async fn watch_fires(queue: &Queue, schedule: &str, count: usize) -> anyhow::Res
     loop {
         let query = JobQuery { sort: JobSort::CreatedAtAsc, limit: Some(1000), ..Default::default() };
         let fired: Vec<Job> = queue
-            .list(&query)
+            .list(&Scope::Any, &query)
             .await?
             .into_iter()
             .filter(|j| j.schedule_id.as_deref() == Some(schedule))

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use objectos_engine::config::EngineConfig;
 use objectos_engine::node::Node;
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::schedule::{MisfirePolicy, OverlapPolicy, Schedule, ScheduleSpec};
 use serde_json::{Value, json};
@@ -171,19 +172,21 @@ fn local(action: Action, data_dir: PathBuf) -> anyhow::Result<Value> {
         node.install_handlers().await?;
         let scheduler = &node.scheduler;
         let me = operator();
+        // Whoever holds the data directory holds every schedule in it.
+        let all = &Scope::Any;
         let changed = match action {
-            Action::Ls => return Ok(json!({"schedules": scheduler.list().await?})),
-            Action::Show { id } => scheduler.get(&id).await?,
+            Action::Ls => return Ok(json!({"schedules": scheduler.list(all).await?})),
+            Action::Show { id } => scheduler.get(all, &id).await?,
             Action::Add(add) => {
                 let (id, spec) = add.spec()?;
                 scheduler.add(&me, id, spec).await?
             }
             Action::Update { id, patch } => {
-                scheduler.update(&me, &id, &json_arg(&patch, "the patch")?).await?
+                scheduler.update(&me, all, &id, &json_arg(&patch, "the patch")?).await?
             }
-            Action::Pause { id } => scheduler.pause(&me, &id).await?,
-            Action::Resume { id } => scheduler.resume(&me, &id).await?,
-            Action::Rm { id } => return Ok(json!({"removed": scheduler.remove(&me, &id).await?})),
+            Action::Pause { id } => scheduler.pause(&me, all, &id).await?,
+            Action::Resume { id } => scheduler.resume(&me, all, &id).await?,
+            Action::Rm { id } => return Ok(json!({"removed": scheduler.remove(&me, all, &id).await?})),
         };
         Ok(serde_json::to_value(changed)?)
     })

@@ -278,6 +278,11 @@ pub struct Job {
     pub memory: u64,
     /// Who it runs as.
     pub run_as: Principal,
+    /// The user who enqueued it: the one it runs as, unless that user was
+    /// impersonated or a schedule fired it (then the schedule's creator).
+    /// Both own the job.
+    #[serde(default)]
+    pub enqueued_by: String,
     /// When it may next run (its delay, or its next retry).
     pub run_at: DateTime<Utc>,
     /// Its unique key, if any.
@@ -309,6 +314,11 @@ impl Job {
     /// The most attempts this job may have.
     pub fn max_attempts(&self) -> u32 {
         self.max_retries.saturating_add(1)
+    }
+
+    /// The users who own the job (see [`crate::ownership`]).
+    pub fn owners(&self) -> [&str; 2] {
+        [&self.run_as.user_id, &self.enqueued_by]
     }
 
     /// When it completed, failed for good or was cancelled; `None` while active.
@@ -354,6 +364,8 @@ pub struct JobQuery {
     pub status: Vec<JobStatus>,
     /// Only this priority.
     pub priority: Option<Priority>,
+    /// Only jobs this user owns (runs as or enqueued).
+    pub owner: Option<String>,
     /// Order.
     pub sort: JobSort,
     /// Skip this many.

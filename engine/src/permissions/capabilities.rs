@@ -5,6 +5,7 @@
 //! `artifacts-read` with `artifacts.read`. This is the queue's policy.
 
 use super::{Action, Permissions, PermissionsDir};
+use crate::ownership::Scope;
 use crate::principal::Principal;
 use crate::queue::Policy;
 use crate::sandbox::{Capability, CapabilitySet};
@@ -44,5 +45,21 @@ impl Policy for PermissionsDir {
 
     fn may_impersonate(&self, caller: &Principal) -> bool {
         self.current().system(caller, IMPERSONATE).allowed
+    }
+
+    fn scope(&self, principal: &Principal, any: &str) -> Scope {
+        self.current().scope(principal, any)
+    }
+}
+
+impl Permissions {
+    /// Whose things `principal` reaches: everyone's with the system
+    /// permission `any` (one of [`crate::ownership`]'s `.any` permissions),
+    /// otherwise its own.
+    pub fn scope(&self, principal: &Principal, any: &str) -> Scope {
+        match self.system(principal, any).allowed {
+            true => Scope::Any,
+            false => Scope::Owner(principal.user_id.clone()),
+        }
     }
 }

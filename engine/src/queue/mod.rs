@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, time_ordered_id};
 use crate::jobs::{AttemptLog, Backoff, Job, JobQuery, JobSort, JobStatus, NewJob, StatusCounts};
+use crate::ownership::Scope;
 use crate::principal::Principal;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CapabilitySet, Limits, Progress, Sandbox, Services};
@@ -39,6 +40,9 @@ pub trait Policy: Send + Sync + 'static {
     /// Whether `caller` may enqueue jobs that run as someone else
     /// (system permission `jobs.impersonate`).
     fn may_impersonate(&self, caller: &Principal) -> bool;
+    /// Whose jobs, artifacts or schedules `principal` reaches: everyone's
+    /// if it holds the `.any` permission `any`, otherwise its own.
+    fn scope(&self, principal: &Principal, any: &str) -> Scope;
 }
 
 /// A policy that allows everything.
@@ -51,6 +55,9 @@ impl Policy for AllowAll {
     }
     fn may_impersonate(&self, _: &Principal) -> bool {
         true
+    }
+    fn scope(&self, _: &Principal, _: &str) -> Scope {
+        Scope::Any
     }
 }
 
@@ -93,12 +100,17 @@ pub enum QueueError {
         /// The job's position in the batch.
         index: usize,
     },
-    /// An active job holds the unique key.
-    #[error(transparent)]
-    Conflict(StoreError),
+    /// An active job holds the unique key (named only to its owners).
+    #[error("{0}")]
+    Conflict(String),
     /// No such job.
     #[error("job {0} not found")]
     NotFound(String),
+    /// The job belongs to someone outside the caller's scope. Its message is
+    /// [`QueueError::NotFound`]'s, so nothing confirms that it exists; the
+    /// API records the attempt as a denial.
+    #[error("job {0} not found")]
+    Hidden(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -110,7 +122,7 @@ pub enum QueueError {
 impl From<StoreError> for QueueError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::UniqueConflict { .. } => QueueError::Conflict(error),
+            StoreError::UniqueConflict { .. } => QueueError::Conflict(error.to_string()),
             StoreError::NotFound(id) => QueueError::NotFound(id),
             other => QueueError::Store(other),
         }
@@ -367,9 +379,27 @@ impl Queue {
                 return Err(error);
             }
         };
-        let jobs = self.inner.store.enqueue(inserts, now).await?;
+        let jobs = match self.inner.store.enqueue(inserts, now).await {
+            Err(StoreError::UniqueConflict { key, job_id }) => {
+                return Err(self.unique_conflict(caller, &key, &job_id).await);
+            }
+            other => other?,
+        };
         self.jobs_added();
         Ok(jobs)
+    }
+
+    /// The refusal of a unique key held by job `holder`. Keys are unique
+    /// per user a job runs as, so the holder runs as the same user as the
+    /// refused job; it is named only if `caller` owns it, so an
+    /// impersonator learns no id it could not read.
+    async fn unique_conflict(&self, caller: &Principal, key: &str, holder: &str) -> QueueError {
+        let scope = Scope::Owner(caller.user_id.clone());
+        let named = match self.get(&scope, holder).await {
+            Ok(job) => format!(" (job {})", job.id),
+            Err(_) => String::new(),
+        };
+        QueueError::Conflict(format!("an active job already holds unique key `{key}`{named}"))
     }
 
     /// Validates and builds jobs as `caller` enqueueing them at `now`,
@@ -513,6 +543,7 @@ impl Queue {
             fuel,
             memory,
             run_as,
+            enqueued_by: caller.user_id.clone(),
             run_at,
             unique_key: new.unique_key,
             created_at: now,
@@ -528,9 +559,11 @@ impl Queue {
         })
     }
 
-    /// Cancels a job. Waiting jobs are cancelled at once; a running job is
-    /// stopped at its guest's next yield and then recorded as cancelled.
-    pub async fn cancel(&self, id: &str) -> Result<Job, QueueError> {
+    /// Cancels a job within `scope`. Waiting jobs are cancelled at once; a
+    /// running job is stopped at its guest's next yield and then recorded
+    /// as cancelled.
+    pub async fn cancel(&self, scope: &Scope, id: &str) -> Result<Job, QueueError> {
+        self.get(scope, id).await?;
         let job = match self.inner.store.cancel(id, self.inner.clock.now()).await? {
             Cancelled::Now(job) | Cancelled::AlreadyFinal(job) => job,
             Cancelled::Requested(job) => {
@@ -553,9 +586,13 @@ impl Queue {
         Ok(job)
     }
 
-    /// One job, with live progress if it runs in this process.
-    pub async fn get(&self, id: &str) -> Result<Job, QueueError> {
+    /// One job within `scope`, with live progress if it runs in this
+    /// process. A job outside the scope is [`QueueError::Hidden`].
+    pub async fn get(&self, scope: &Scope, id: &str) -> Result<Job, QueueError> {
         let mut job = self.inner.store.get(id).await?.ok_or_else(|| QueueError::NotFound(id.to_string()))?;
+        if !scope.admits(job.owners()) {
+            return Err(QueueError::Hidden(id.to_string()));
+        }
         if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(id)
             && running.progress.is_some()
         {
@@ -564,14 +601,15 @@ impl Queue {
         Ok(job)
     }
 
-    /// A page of jobs.
-    pub async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, QueueError> {
-        Ok(self.inner.store.list(query).await?)
+    /// A page of the jobs within `scope`.
+    pub async fn list(&self, scope: &Scope, query: &JobQuery) -> Result<Vec<Job>, QueueError> {
+        let query = JobQuery { owner: scope.owner().map(str::to_string), ..query.clone() };
+        Ok(self.inner.store.list(&query).await?)
     }
 
-    /// The logs of a job's attempts.
-    pub async fn logs(&self, id: &str) -> Result<Vec<AttemptLog>, QueueError> {
-        self.get(id).await?;
+    /// The logs of the attempts of a job within `scope`.
+    pub async fn logs(&self, scope: &Scope, id: &str) -> Result<Vec<AttemptLog>, QueueError> {
+        self.get(scope, id).await?;
         Ok(self.inner.store.logs(id).await?)
     }
 
@@ -675,11 +713,13 @@ impl Queue {
     }
 
     /// Waits until job `id` satisfies `done` and returns it. Wakes on every
-    /// change this process makes, never by polling on a timer.
+    /// change this process makes, never by polling on a timer. This is the
+    /// engine's own view: callers on behalf of a principal check its scope
+    /// first ([`Queue::get`]).
     pub async fn wait_until(&self, id: &str, done: impl Fn(&Job) -> bool) -> Result<Job, QueueError> {
         let mut changes = self.inner.changed.subscribe();
         loop {
-            let job = self.get(id).await?;
+            let job = self.get(&Scope::Any, id).await?;
             if done(&job) {
                 return Ok(job);
             }

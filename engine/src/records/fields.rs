@@ -14,6 +14,22 @@ pub(crate) fn check_name(name: &str) -> Result<FieldPath, FieldPathError> {
     FieldPath::name(name)
 }
 
+/// Refuses a key anywhere inside `value` that holds a control character.
+/// No path can name such a key, and SQLite compares a key holding NUL as
+/// if it ended there (so `a` would find `a\0b`): records never hold one.
+pub(crate) fn check_nested_keys(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Object(map) => map.iter().try_for_each(|(key, inner)| {
+            if key.chars().any(char::is_control) {
+                return Err(format!("key `{}` holds a control character", key.escape_debug()));
+            }
+            check_nested_keys(inner)
+        }),
+        Value::Array(items) => items.iter().try_for_each(check_nested_keys),
+        _ => Ok(()),
+    }
+}
+
 /// The first of `paths` that touches one of `restricted`.
 pub(crate) fn first_touching<'a>(
     paths: impl IntoIterator<Item = &'a FieldPath>,
@@ -74,6 +90,13 @@ mod tests {
         for bad in ["", "$where", "a.b", "a\"b", "tab\there", "back\\slash"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn nested_keys_hold_no_control_character() {
+        assert!(check_nested_keys(&json!({"a": {"b.c": [{"d e": 1}]}})).is_ok());
+        let error = check_nested_keys(&json!({"a": [{"b\u{0}c": 1}]})).unwrap_err();
+        assert!(error.contains("b\\0c"), "{error}");
     }
 
     #[test]

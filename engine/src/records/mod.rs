@@ -252,6 +252,8 @@ impl RecordsEngine {
                         "{what}: `{name}` is set by the engine (records-import may supply system fields)"
                     )));
                 }
+                fields::check_nested_keys(&record[name])
+                    .map_err(|e| HostError::Invalid(format!("{what}.{name}: {e}")))?;
                 fields::check_name(name).map_err(|e| HostError::Invalid(format!("{what}: {e}")))
             })
             .collect()

@@ -132,6 +132,10 @@ impl ScheduleSpec {
 pub struct Schedule {
     /// Its identifier, chosen by the caller or generated.
     pub id: String,
+    /// The user who created it, its owner (see [`crate::ownership`]); the
+    /// jobs it fires are enqueued by this user.
+    #[serde(default)]
+    pub owner: String,
     /// What it runs and when.
     #[serde(flatten)]
     pub spec: ScheduleSpec,

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::cron::{CronError, CronSchedule};
 use super::{MisfirePolicy, Schedule, ScheduleEventType, ScheduleSpec};
 use crate::jobs::Job;
+use crate::ownership::Scope;
 use crate::principal::Principal;
 use crate::queue::{Queue, QueueError};
 use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, StoreError};
@@ -53,6 +54,11 @@ pub enum ScheduleError {
     /// No such schedule.
     #[error("schedule `{0}` not found")]
     NotFound(String),
+    /// The schedule belongs to someone outside the caller's scope. Its
+    /// message is [`ScheduleError::NotFound`]'s, so nothing confirms that it
+    /// exists; the API records the attempt as a denial.
+    #[error("schedule `{0}` not found")]
+    Hidden(String),
     /// The id is taken.
     #[error("schedule `{0}` already exists")]
     Exists(String),
@@ -146,6 +152,7 @@ struct Entry {
     last_job_id: Option<Box<str>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    owner: Box<str>,
 }
 
 impl Entry {
@@ -160,6 +167,7 @@ impl Entry {
             last_job_id: schedule.last_job_id.map(Into::into),
             created_at: schedule.created_at,
             updated_at: schedule.updated_at,
+            owner: schedule.owner.into(),
         }
     }
 
@@ -174,6 +182,7 @@ impl Entry {
             revision: self.revision,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            owner: self.owner.to_string(),
         }
     }
 }
@@ -392,6 +401,7 @@ impl Scheduler {
         let now = self.now();
         let schedule = Schedule {
             id,
+            owner: caller.user_id.clone(),
             spec,
             paused: false,
             next_run: times.next_after(now),
@@ -414,6 +424,7 @@ impl Scheduler {
     pub async fn update(
         &self,
         caller: &Principal,
+        scope: &Scope,
         id: &str,
         patch: &Value,
     ) -> Result<Schedule, ScheduleError> {
@@ -421,7 +432,7 @@ impl Scheduler {
             return Err(ScheduleError::Invalid { field: "patch", message: "must be a JSON object".into() });
         }
         for _ in 0..CHANGE_ATTEMPTS {
-            let current = self.get(id).await?;
+            let current = self.get(scope, id).await?;
             let mut document = serde_json::to_value(&current.spec).expect("specs serialize");
             merge_patch(&mut document, patch);
             let spec: ScheduleSpec = serde_json::from_value(document)
@@ -445,8 +456,13 @@ impl Scheduler {
 
     /// Pauses a schedule: it does not fire until resumed. Pausing a paused
     /// schedule changes nothing.
-    pub async fn pause(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
-        self.change(caller, id, ScheduleEventType::Paused, |schedule, _| {
+    pub async fn pause(
+        &self,
+        caller: &Principal,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Schedule, ScheduleError> {
+        self.change(caller, scope, id, ScheduleEventType::Paused, |schedule, _| {
             (!schedule.paused).then(|| Schedule { paused: true, next_run: None, ..schedule.clone() })
         })
         .await
@@ -454,8 +470,13 @@ impl Scheduler {
 
     /// Resumes a paused schedule from now on: fire times that passed while
     /// it was paused are not made up.
-    pub async fn resume(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
-        self.change(caller, id, ScheduleEventType::Resumed, |schedule, now| {
+    pub async fn resume(
+        &self,
+        caller: &Principal,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Schedule, ScheduleError> {
+        self.change(caller, scope, id, ScheduleEventType::Resumed, |schedule, now| {
             let times = CronSchedule::new(&schedule.spec.cron, &schedule.spec.timezone).ok()?;
             schedule.paused.then(|| Schedule {
                 paused: false,
@@ -467,9 +488,15 @@ impl Scheduler {
     }
 
     /// Removes a schedule. Jobs it already enqueued are not touched.
-    pub async fn remove(&self, caller: &Principal, id: &str) -> Result<Schedule, ScheduleError> {
-        let removed =
-            self.change(caller, id, ScheduleEventType::Deleted, |schedule, _| Some(schedule.clone())).await?;
+    pub async fn remove(
+        &self,
+        caller: &Principal,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Schedule, ScheduleError> {
+        let removed = self
+            .change(caller, scope, id, ScheduleEventType::Deleted, |schedule, _| Some(schedule.clone()))
+            .await?;
         self.index().remove(id);
         Ok(removed)
     }
@@ -479,12 +506,13 @@ impl Scheduler {
     async fn change(
         &self,
         caller: &Principal,
+        scope: &Scope,
         id: &str,
         event: ScheduleEventType,
         modify: impl Fn(&Schedule, DateTime<Utc>) -> Option<Schedule>,
     ) -> Result<Schedule, ScheduleError> {
         for _ in 0..CHANGE_ATTEMPTS {
-            let current = self.get(id).await?;
+            let current = self.get(scope, id).await?;
             let now = self.now();
             let Some(changed) = modify(&current, now) else { return Ok(current) };
             match self.commit(event, Schedule { updated_at: now, ..changed }, caller, now).await {
@@ -510,21 +538,38 @@ impl Scheduler {
         Ok(stored)
     }
 
-    /// One schedule.
-    pub async fn get(&self, id: &str) -> Result<Schedule, ScheduleError> {
-        self.inner.queue.store().schedule(id).await?.ok_or_else(|| ScheduleError::NotFound(id.to_string()))
+    /// One schedule within `scope`; another's is [`ScheduleError::Hidden`].
+    pub async fn get(&self, scope: &Scope, id: &str) -> Result<Schedule, ScheduleError> {
+        let schedule = self
+            .inner
+            .queue
+            .store()
+            .schedule(id)
+            .await?
+            .ok_or_else(|| ScheduleError::NotFound(id.to_string()))?;
+        match scope.admits([schedule.owner.as_str()]) {
+            true => Ok(schedule),
+            false => Err(ScheduleError::Hidden(id.to_string())),
+        }
     }
 
-    /// A page of schedules by id: up to `limit` after `after` ("" first).
-    pub async fn page(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, ScheduleError> {
-        Ok(self.inner.queue.store().schedules(after, limit).await?)
+    /// A page of the schedules within `scope` by id: up to `limit` after
+    /// `after` ("" first).
+    pub async fn page(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, ScheduleError> {
+        Ok(self.inner.queue.store().schedules(scope.owner(), after, limit).await?)
     }
 
-    /// Every schedule, by id.
-    pub async fn list(&self) -> Result<Vec<Schedule>, ScheduleError> {
+    /// Every schedule within `scope`, by id.
+    pub async fn list(&self, scope: &Scope) -> Result<Vec<Schedule>, ScheduleError> {
         let mut all = Vec::new();
         loop {
-            let page = self.page(all.last().map_or("", |s: &Schedule| s.id.as_str()), LOAD_PAGE).await?;
+            let after = all.last().map_or("", |s: &Schedule| s.id.as_str());
+            let page = self.page(scope, after, LOAD_PAGE).await?;
             let done = page.len() < LOAD_PAGE;
             all.extend(page);
             if done {
@@ -544,7 +589,7 @@ impl Scheduler {
         *self.index() = Index { cursor, ..Index::default() };
         let (mut after, mut count) = (String::new(), 0);
         loop {
-            let page = store.schedules(&after, LOAD_PAGE).await?;
+            let page = store.schedules(None, &after, LOAD_PAGE).await?;
             count += page.len();
             let done = page.len() < LOAD_PAGE;
             if let Some(last) = page.last() {
@@ -732,8 +777,10 @@ impl Scheduler {
             let prepared = self.inner.queue.prepare_jobs(&owner, jobs, now).await;
             for (position, job) in positions.into_iter().zip(prepared) {
                 fires[position].action = match job {
+                    // Enqueued by the schedule's creator, who owns the job too.
                     Ok(job) => FireAction::Run(Box::new(Job {
                         schedule_id: Some(taken[position].0.id.clone()),
+                        enqueued_by: taken[position].0.owner.clone(),
                         ..job
                     })),
                     Err(error) => FireAction::Skip(format!("cannot enqueue: {}", ScheduleError::from(error))),

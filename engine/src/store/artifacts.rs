@@ -25,6 +25,10 @@ pub struct ArtifactRecord {
     pub job_id: String,
     /// The user the job ran as.
     pub owner: String,
+    /// The user who enqueued the job; with `owner`, the artifact's owners
+    /// (see [`crate::ownership`]).
+    #[serde(default)]
+    pub enqueued_by: String,
     /// Length in bytes (0 until sealed).
     pub size: u64,
     /// Lowercase hex sha256 (empty until sealed).
@@ -36,13 +40,14 @@ pub struct ArtifactRecord {
 }
 
 impl ArtifactRecord {
-    /// A new, unsealed artifact.
+    /// A new, unsealed artifact of the job `job_id` owned by `owners` (the
+    /// user it runs as, and the one who enqueued it).
     pub fn new(
         id: String,
         name: &str,
         content_type: &str,
         job_id: &str,
-        owner: &str,
+        owners: [&str; 2],
         at: DateTime<Utc>,
     ) -> Self {
         Self {
@@ -50,12 +55,20 @@ impl ArtifactRecord {
             name: name.into(),
             content_type: content_type.into(),
             job_id: job_id.into(),
-            owner: owner.into(),
+            owner: owners[0].into(),
+            enqueued_by: owners[1].into(),
             size: 0,
             sha256: String::new(),
             created_at: at,
             sealed_at: None,
         }
+    }
+}
+
+impl ArtifactRecord {
+    /// The users who own the artifact.
+    pub fn owners(&self) -> [&str; 2] {
+        [&self.owner, &self.enqueued_by]
     }
 }
 
@@ -92,8 +105,14 @@ pub trait ArtifactStore {
     /// An artifact, sealed or not.
     async fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
 
-    /// Sealed artifacts with an id after `after`, by id.
-    async fn artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError>;
+    /// Sealed artifacts with an id after `after`, by id; only those `owner`
+    /// owns, if given.
+    async fn artifacts(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, StoreError>;
 
     /// Chunk `index` of an artifact, if stored.
     async fn artifact_chunk(&self, id: &str, index: u32) -> Result<Option<Vec<u8>>, StoreError>;

@@ -40,7 +40,8 @@ pub(super) struct State {
     delayed: BTreeSet<(i64, u64)>,
     leases: HashMap<String, Held>,
     next_token: u64,
-    unique: HashMap<String, String>,
+    /// Unique keys held, per user jobs run as, with the job holding each.
+    unique: HashMap<(String, String), String>,
     /// Shared, so the audit feeder copies them after letting go of the lock.
     pub(super) events: Log<Arc<JobEvent>>,
     logs: HashMap<String, Vec<AttemptLog>>,
@@ -134,8 +135,8 @@ impl State {
         self.next_seq += 1;
         let seq = self.next_seq;
         self.emit(event);
-        if let Some(key) = &job.unique_key {
-            self.unique.insert(key.clone(), job.id.clone());
+        if let Some(slot) = unique_slot(&job) {
+            self.unique.insert(slot, job.id.clone());
         }
         self.wait(seq, job.priority.rank(), job.run_at, now);
         self.seq_of.insert(job.id.clone(), seq);
@@ -174,13 +175,18 @@ impl State {
         }
     }
 
-    fn release_unique(&mut self, key: Option<&str>, id: &str) {
-        if let Some(key) = key
-            && self.unique.get(key).is_some_and(|holder| holder == id)
+    fn release_unique(&mut self, slot: Option<(String, String)>, id: &str) {
+        if let Some(slot) = slot
+            && self.unique.get(&slot).is_some_and(|holder| holder == id)
         {
-            self.unique.remove(key);
+            self.unique.remove(&slot);
         }
     }
+}
+
+/// Where a job's unique key is held: keys are unique per user jobs run as.
+fn unique_slot(job: &Job) -> Option<(String, String)> {
+    job.unique_key.as_ref().map(|key| (job.run_as.user_id.clone(), key.clone()))
 }
 
 fn sort_key(sort: JobSort, job: &Job, seq: u64) -> (i64, i64, i64) {
@@ -199,12 +205,12 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let mut keys = HashMap::new();
         for insert in &jobs {
-            if let Some(key) = &insert.job.unique_key {
-                let holder = state.unique.get(key).or_else(|| keys.get(key));
+            if let Some(slot) = unique_slot(&insert.job) {
+                let holder = state.unique.get(&slot).or_else(|| keys.get(&slot));
                 if let Some(holder) = holder {
-                    return Err(StoreError::UniqueConflict { key: key.clone(), job_id: holder.clone() });
+                    return Err(StoreError::UniqueConflict { key: slot.1, job_id: holder.clone() });
                 }
-                keys.insert(key.clone(), insert.job.id.clone());
+                keys.insert(slot, insert.job.id.clone());
             }
         }
         let mut stored = Vec::with_capacity(jobs.len());
@@ -312,12 +318,12 @@ impl Store for MemoryStore {
                 }
             }
             let status = job.status;
-            let (rank, run_at, key) = (job.priority.rank(), job.run_at, job.unique_key.clone());
+            let (rank, run_at, slot) = (job.priority.rank(), job.run_at, unique_slot(job));
             for event in events {
                 state.emit(event);
             }
             if status.is_final() {
-                state.release_unique(key.as_deref(), &finish.job_id);
+                state.release_unique(slot, &finish.job_id);
             } else {
                 state.wait(seq, rank, run_at, now);
             }
@@ -347,7 +353,7 @@ impl Store for MemoryStore {
             stored.cancelled_at = Some(now);
             stored.clone()
         };
-        state.release_unique(job.unique_key.as_deref(), &job.id);
+        state.release_unique(unique_slot(&job), &job.id);
         state.emit(event_for(&job, Transition::Cancel, Some(from), now, serde_json::json!({})));
         Ok(Cancelled::Now(job))
     }
@@ -406,7 +412,7 @@ impl Store for MemoryStore {
                 serde_json::json!({"outcome": attempt.outcome, "error": attempt.error, "owner": held.owner});
             state.emit(event_for(&job, transition, Some(JobStatus::Running), now, data));
             if job.status.is_final() {
-                state.release_unique(job.unique_key.as_deref(), &id);
+                state.release_unique(unique_slot(&job), &id);
             } else {
                 state.wait(seq, job.priority.rank(), job.run_at, now);
             }
@@ -450,6 +456,7 @@ impl Store for MemoryStore {
             .filter(|(_, job)| query.name.as_ref().is_none_or(|n| &job.name == n))
             .filter(|(_, job)| query.status.is_empty() || query.status.contains(&job.status))
             .filter(|(_, job)| query.priority.is_none_or(|p| job.priority == p))
+            .filter(|(_, job)| query.owner.as_deref().is_none_or(|owner| job.owners().contains(&owner)))
             .map(|(seq, job)| (*seq, job))
             .collect();
         matching.sort_by_key(|(seq, job)| sort_key(query.sort, job, *seq));
@@ -561,10 +568,23 @@ impl Store for MemoryStore {
         Ok(self.lock().schedules.get(id).cloned())
     }
 
-    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+    async fn schedules(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError> {
         let state = self.lock();
         let later = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
-        Ok(state.schedules.range::<str, _>(later).take(limit).map(|(_, s)| s.clone()).collect())
+        let owned = |s: &&Schedule| owner.is_none_or(|owner| s.owner == owner);
+        Ok(state
+            .schedules
+            .range::<str, _>(later)
+            .map(|(_, s)| s)
+            .filter(owned)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn last_schedule_event(&self) -> Result<u64, StoreError> {

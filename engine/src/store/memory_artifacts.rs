@@ -60,13 +60,21 @@ impl ArtifactStore for MemoryStore {
         Ok(self.lock().artifacts.records.get(id).cloned())
     }
 
-    async fn artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
+    async fn artifacts(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, StoreError> {
         let state = self.lock();
         let later = state
             .artifacts
             .records
             .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
-        Ok(later.map(|(_, r)| r).filter(|r| r.sealed_at.is_some()).take(limit).cloned().collect())
+        let listed = |r: &&ArtifactRecord| {
+            r.sealed_at.is_some() && owner.is_none_or(|owner| r.owners().contains(&owner))
+        };
+        Ok(later.map(|(_, r)| r).filter(listed).take(limit).cloned().collect())
     }
 
     async fn artifact_chunk(&self, id: &str, index: u32) -> Result<Option<Vec<u8>>, StoreError> {

@@ -302,7 +302,9 @@ pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
 #[async_trait]
 pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'static {
     /// Stores new jobs and their `job.enqueued` events, all or none. A unique
-    /// key held by an active job (or twice in the batch) refuses the batch.
+    /// key held by an active job running as the same user (or twice in the
+    /// batch) refuses the batch: keys are unique per user jobs run as, so
+    /// one user's keys never block, or reveal, another's.
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
 
     /// Takes up to `limit` waiting jobs whose time has come, most urgent
@@ -343,7 +345,7 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
     /// One job.
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
 
-    /// A page of jobs.
+    /// A page of jobs (only those `query.owner` owns, if given).
     async fn list(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
 
     /// How many jobs are in each status.
@@ -406,8 +408,13 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
     async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
 
     /// Up to `limit` schedules with an id after `after` ("" for the first
-    /// page), by id.
-    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError>;
+    /// page), by id; only those `owner` created, if given.
+    async fn schedules(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError>;
 
     /// The sequence number of the latest schedule event (0 if none).
     async fn last_schedule_event(&self) -> Result<u64, StoreError>;

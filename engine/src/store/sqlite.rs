@@ -202,14 +202,42 @@ const MIGRATIONS: Migrations = &[
         // `move_audit_log`).
         "DROP TABLE audit_log; DROP TABLE audit_head;",
     ),
+    (
+        8,
+        // Owners: a job's (the user it runs as, and the one who enqueued
+        // it), a schedule's (its creator) and an artifact's (its job's).
+        // Rows from before were all enqueued by the user they run as, and a
+        // schedule was created by the user its jobs run as unless that user
+        // was impersonated, which the stored row does not tell. Unique keys
+        // become unique per user jobs run as.
+        "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN enqueued_by TEXT NOT NULL DEFAULT '';
+    UPDATE jobs SET owner = json_extract(run_as, '$.userId'), enqueued_by = json_extract(run_as, '$.userId');
+    DROP INDEX jobs_unique_active;
+    CREATE UNIQUE INDEX jobs_unique_active ON jobs (owner, unique_key) WHERE unique_key IS NOT NULL
+        AND (status = 'pending' OR status = 'scheduled' OR status = 'running' OR status = 'retrying');
+    CREATE INDEX jobs_owner ON jobs (owner, seq);
+    CREATE INDEX jobs_enqueued_by ON jobs (enqueued_by, seq) WHERE enqueued_by <> owner;
+    ALTER TABLE schedules ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    UPDATE schedules SET owner = coalesce(json_extract(spec, '$.runAs.userId'), '');
+    CREATE INDEX schedules_owner ON schedules (owner, id);
+    ALTER TABLE artifacts ADD COLUMN enqueued_by TEXT NOT NULL DEFAULT '';
+    UPDATE artifacts SET enqueued_by = owner;
+    CREATE INDEX artifacts_owner ON artifacts (owner, id);
+    CREATE INDEX artifacts_enqueued_by ON artifacts (enqueued_by, id) WHERE enqueued_by <> owner;",
+    ),
 ];
+
+/// Rows one user owns (`?` bound to the user): the form the partial
+/// `*_enqueued_by` indexes answer.
+const OWNED: &str = "(owner = ?1 OR (enqueued_by = ?1 AND enqueued_by <> owner))";
 
 const JOB_COLUMNS: &str = "id, name, handler_sha256, data, priority, status, attempts, max_retries, backoff, \
     timeout_ms, fuel, memory, run_as, run_at, unique_key, created_at, started_at, completed_at, failed_at, \
-    cancelled_at, error, result, progress, attempt_log, schedule_id";
+    cancelled_at, error, result, progress, attempt_log, schedule_id, enqueued_by";
 
 /// How many columns [`JOB_COLUMNS`] names.
-const JOB_COLUMN_COUNT: usize = 25;
+const JOB_COLUMN_COUNT: usize = 26;
 
 /// Waiting jobs, exactly as the condition of the `jobs_ready` index (so a
 /// query using it can use the index).
@@ -337,6 +365,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         progress: parse_optional(row, 22)?,
         attempt_log: parse_column(row, 23)?,
         schedule_id: row.get(24)?,
+        enqueued_by: row.get(25)?,
     })
 }
 
@@ -414,8 +443,8 @@ fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = conn
         .prepare_cached(&format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}, fire_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14, ?15, ?16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]', ?17, ?18)"
+            "INSERT INTO jobs ({JOB_COLUMNS}, fire_key, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[]', ?17, ?18, ?19, ?20)"
         ))
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -436,7 +465,9 @@ fn insert_job(
                 job.unique_key,
                 millis(job.created_at),
                 job.schedule_id,
+                job.enqueued_by,
                 fire_key,
+                job.run_as.user_id,
             ])
         });
     match inserted {
@@ -446,9 +477,10 @@ fn insert_job(
             let holder: String = conn
                 .query_row(
                     &format!(
-                        "SELECT id FROM jobs WHERE unique_key IS NOT NULL AND unique_key = ?1 AND {ACTIVE}"
+                        "SELECT id FROM jobs WHERE owner = ?1 AND unique_key IS NOT NULL AND unique_key = ?2 \
+                         AND {ACTIVE}"
                     ),
-                    [&key],
+                    [&job.run_as.user_id, &key],
                     |r| r.get(0),
                 )
                 .unwrap_or_default();
@@ -812,6 +844,11 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut clauses = Vec::new();
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(owner) = &query.owner {
+                // First, so that `?1` in `OWNED` is its parameter.
+                clauses.push(OWNED.to_string());
+                values.push(owner.clone().into());
+            }
             if let Some(name) = &query.name {
                 clauses.push("name = ?".to_string());
                 values.push(name.clone().into());
@@ -1053,13 +1090,21 @@ impl Store for SqliteStore {
         self.read(move |conn| get_schedule(conn, &id)).await
     }
 
-    async fn schedules(&self, after: &str, limit: usize) -> Result<Vec<Schedule>, StoreError> {
-        let after = after.to_string();
+    async fn schedules(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        let (owner, after) = (owner.map(str::to_string), after.to_string());
         self.read(move |conn| {
             conn.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > ?1 ORDER BY id LIMIT ?2"
+                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE (?1 IS NULL OR owner = ?1) AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
             ))
-            .and_then(|mut stmt| stmt.query_map(params![after, limit as i64], schedule_from_row)?.collect())
+            .and_then(|mut stmt| {
+                stmt.query_map(params![owner, after, limit as i64], schedule_from_row)?.collect()
+            })
             .map_err(backend)
         })
         .await
@@ -1093,7 +1138,7 @@ pub(super) fn schedule_events_after(
 }
 
 const SCHEDULE_COLUMNS: &str =
-    "id, spec, paused, next_run, last_run, last_job_id, revision, created_at, updated_at";
+    "id, spec, paused, next_run, last_run, last_job_id, revision, created_at, updated_at, owner";
 
 fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Schedule> {
     Ok(Schedule {
@@ -1106,6 +1151,7 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Schedule> {
         revision: row.get::<_, i64>(6)? as u64,
         created_at: time(row.get(7)?),
         updated_at: time(row.get(8)?),
+        owner: row.get(9)?,
     })
 }
 
@@ -1117,7 +1163,7 @@ fn get_schedule(conn: &Connection, id: &str) -> Result<Option<Schedule>, StoreEr
 
 fn put_schedule(conn: &Connection, schedule: &Schedule) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -1130,6 +1176,7 @@ fn put_schedule(conn: &Connection, schedule: &Schedule) -> Result<(), StoreError
             schedule.revision as i64,
             millis(schedule.created_at),
             millis(schedule.updated_at),
+            schedule.owner,
         ])
     })
     .map(drop)

@@ -9,7 +9,8 @@ use super::StoreError;
 use super::artifacts::{ArtifactRecord, ArtifactStore, writable};
 use super::sqlite::{SqliteStore, backend, millis, time};
 
-const COLUMNS: &str = "id, name, content_type, job_id, owner, size, sha256, created_at, sealed_at";
+const COLUMNS: &str =
+    "id, name, content_type, job_id, owner, size, sha256, created_at, sealed_at, enqueued_by";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ArtifactRecord> {
     Ok(ArtifactRecord {
@@ -22,6 +23,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ArtifactRecord> {
         sha256: row.get(6)?,
         created_at: time(row.get(7)?),
         sealed_at: row.get::<_, Option<i64>>(8)?.map(time),
+        enqueued_by: row.get(9)?,
     })
 }
 
@@ -41,7 +43,7 @@ impl ArtifactStore for SqliteStore {
     async fn create_artifact(&self, a: ArtifactRecord) -> Result<(), StoreError> {
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO artifacts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO artifacts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -53,7 +55,8 @@ impl ArtifactStore for SqliteStore {
                     a.size as i64,
                     a.sha256,
                     millis(a.created_at),
-                    a.sealed_at.map(millis)
+                    a.sealed_at.map(millis),
+                    a.enqueued_by
                 ])
             })
             .map(drop)
@@ -114,13 +117,22 @@ impl ArtifactStore for SqliteStore {
         self.read(move |conn| get(conn, &id)).await
     }
 
-    async fn artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
-        let after = after.to_string();
+    async fn artifacts(
+        &self,
+        owner: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let (owner, after) = (owner.map(str::to_string), after.to_string());
         self.read(move |conn| {
+            // The owner's clause is `OWNED` with a NULL meaning everyone.
             conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM artifacts WHERE id > ?1 AND sealed_at IS NOT NULL ORDER BY id LIMIT ?2"
+                "SELECT {COLUMNS} FROM artifacts WHERE (?1 IS NULL OR owner = ?1 OR (enqueued_by = ?1 \
+                 AND enqueued_by <> owner)) AND id > ?2 AND sealed_at IS NOT NULL ORDER BY id LIMIT ?3"
             ))
-            .and_then(|mut stmt| stmt.query_map(params![after, limit as i64], record_from_row)?.collect())
+            .and_then(|mut stmt| {
+                stmt.query_map(params![owner, after, limit as i64], record_from_row)?.collect()
+            })
             .map_err(backend)
         })
         .await

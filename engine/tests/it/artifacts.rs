@@ -8,6 +8,7 @@ use objectos_engine::artifacts::{CHUNK_BYTES, StoredArtifacts};
 use objectos_engine::clock::SystemClock;
 use objectos_engine::digest::sha256_hex;
 use objectos_engine::jobs::{JobStatus, NewJob};
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, QueueConfig};
 use objectos_engine::records::RecordsEngine;
@@ -37,11 +38,11 @@ async fn read_all(source: &mut dyn ArtifactSource) -> Vec<u8> {
 #[tokio::test]
 async fn a_large_artifact_is_stored_in_chunks_and_reads_back_exactly() {
     let (store, _dir) = sqlite();
-    let artifacts = StoredArtifacts::new(store.clone(), Arc::new(SystemClock));
+    let artifacts = StoredArtifacts::new(store.clone(), Arc::new(SystemClock), Arc::new(AllowAll));
     let ada = Principal::new("ada", &["admin"]);
     let bytes: Vec<u8> = (0..2 * CHUNK_BYTES + 12_345).map(|i| (i * 7 % 251) as u8).collect();
     let mut sink = artifacts.create(&ada, "job-1", "data.bin", "application/octet-stream").await.unwrap();
-    let unsealed = artifacts.list("", 10).await.unwrap();
+    let unsealed = artifacts.list(&Scope::Any, "", 10).await.unwrap();
     assert!(unsealed.is_empty(), "not listed while being written");
     for piece in bytes.chunks(70_001) {
         sink.write(piece).await.unwrap();
@@ -51,7 +52,7 @@ async fn a_large_artifact_is_stored_in_chunks_and_reads_back_exactly() {
     assert!(matches!(sink.write(b"more").await, Err(HostError::Invalid(_))), "sealed");
     assert_eq!(store.artifact_chunk(&info.id, 2).await.unwrap().unwrap().len(), 12_345, "three chunks");
 
-    let listed = artifacts.list("", 10).await.unwrap();
+    let listed = artifacts.list(&Scope::Any, "", 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].job_id.as_str(), listed[0].owner.as_str()), ("job-1", "ada"));
     let mut source = artifacts.open(&ada, &info.id).await.unwrap();
@@ -63,7 +64,7 @@ async fn a_large_artifact_is_stored_in_chunks_and_reads_back_exactly() {
 async fn a_job_writes_an_artifact_the_engine_then_lists() {
     let (store, _dir) = sqlite();
     let clock = Arc::new(SystemClock);
-    let artifacts = StoredArtifacts::new(store.clone(), clock.clone());
+    let artifacts = StoredArtifacts::new(store.clone(), clock.clone(), Arc::new(AllowAll));
     let services = Services {
         records: Arc::new(RecordsEngine::unrestricted(store.clone(), clock)),
         artifacts: Arc::new(artifacts.clone()),
@@ -78,7 +79,7 @@ async fn a_job_writes_an_artifact_the_engine_then_lists() {
     workers.shutdown(None).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert_eq!(done.result, Some(json!("a,b,c")), "the guest read its artifact back");
-    let listed = artifacts.list("", 10).await.unwrap();
+    let listed = artifacts.list(&Scope::Any, "", 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].name.as_str(), listed[0].job_id.as_str()), ("out.txt", job.id.as_str()));
     assert_eq!(listed[0].sha256, sha256_hex(b"a,b,c"));

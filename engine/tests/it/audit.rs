@@ -9,6 +9,7 @@ use objectos_engine::audit::{AuditEntry, AuditOutcome, Checkpoint, Verification,
 use objectos_engine::clock::{Clock, SystemClock};
 use objectos_engine::examples;
 use objectos_engine::jobs::{Backoff, JobStatus, NewJob};
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, QueueConfig};
 use objectos_engine::records::RecordsEngine;
@@ -94,7 +95,7 @@ async fn every_lifecycle_path_reaches_the_log_with_its_job_fields() {
     let cancelled =
         enqueue(NewJob { run_at: Some(manual.now() + Duration::hours(1)), ..NewJob::new("noop", json!(1)) })
             .await;
-    queue.cancel(&cancelled).await.unwrap();
+    queue.cancel(&Scope::Any, &cancelled).await.unwrap();
     let scheduler = Scheduler::new(queue.clone(), SchedulerConfig::default());
     let spec =
         ScheduleSpec { overlap: OverlapPolicy::Allow, ..ScheduleSpec::new("* * * * * *", "noop", json!(1)) };
@@ -108,7 +109,7 @@ async fn every_lifecycle_path_reaches_the_log_with_its_job_fields() {
         queue.wait_final(id).await.unwrap();
     }
     let fired = loop {
-        let jobs = queue.list(&Default::default()).await.unwrap();
+        let jobs = queue.list(&Scope::Any, &Default::default()).await.unwrap();
         if let Some(job) = jobs.into_iter().find(|j| j.schedule_id.is_some() && j.status.is_final()) {
             break job;
         }

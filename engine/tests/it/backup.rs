@@ -332,8 +332,12 @@ async fn restoring_needs_records_import_and_create_permission() {
     let rita = Principal::new("rita", &["reader"]);
     let error = world.node.queue.enqueue(&rita, NewJob::new("restore", input.clone())).await.unwrap_err();
     assert!(error.to_string().contains("records-import"), "{error}");
-    // Sales may import but not create contacts: refused before any record changes.
-    let error = world.failed(&Principal::new("sam", &["sales"]), "restore", input).await;
+    // Sales may import, but the backup is not its own: to sales it does not exist.
+    let error = world.failed(&Principal::new("sam", &["sales"]), "restore", input.clone()).await;
+    assert!(error.contains("not found: artifact"), "{error}");
+    // Reading anyone's backups, sales still may not create contacts: refused
+    // before any record changes.
+    let error = world.failed(&Principal::new("sam", &["sales", "archivist"]), "restore", input).await;
     assert!(error.contains("cannot restore `contacts`: denied"), "{error}");
     assert!(world.all("contacts").await.is_empty());
     world.stop().await;

@@ -28,8 +28,10 @@ fieldPermissions:
   salary: { visibleTo: [admin] }
 "#;
 
+/// `archivist` reads anyone's artifacts (backups included).
 const SYSTEM: &str = "name: operators\nsystem:\n  profiles:\n    admin: [records.import, artifacts.write, artifacts.read]\n    \
-                      reader: [artifacts.write, artifacts.read]\n    sales: [records.import, artifacts.write, artifacts.read]\n";
+                      reader: [artifacts.write, artifacts.read]\n    sales: [records.import, artifacts.write, artifacts.read]\n    \
+                      archivist: [artifacts.read.any]\n";
 
 /// A node on a fresh data directory with the built-ins installed and two workers.
 pub(crate) struct World {

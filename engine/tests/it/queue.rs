@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use objectos_engine::clock::{Clock, ManualClock};
 use objectos_engine::jobs::{Backoff, JobStatus, NewJob, Priority, lifecycle::check_path};
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, Workers};
 use objectos_engine::registry::Registry;
@@ -24,6 +25,9 @@ impl Policy for GrantNothing {
     }
     fn may_impersonate(&self, _: &Principal) -> bool {
         false
+    }
+    fn scope(&self, principal: &Principal, _: &str) -> Scope {
+        Scope::Owner(principal.user_id.clone())
     }
 }
 
@@ -150,7 +154,7 @@ async fn a_retry_never_occupies_a_slot() {
     // The clock never moves: the retry is an hour away, yet the only slot is free.
     let ready = q.enqueue(NewJob::new("noop", json!("x"))).await;
     assert_eq!(q.queue.wait_final(&ready).await.unwrap().status, JobStatus::Completed);
-    assert_eq!(q.queue.get(&waiting).await.unwrap().status, JobStatus::Retrying);
+    assert_eq!(q.queue.get(&Scope::Any, &waiting).await.unwrap().status, JobStatus::Retrying);
 }
 
 #[tokio::test]
@@ -192,7 +196,7 @@ async fn cancel_stops_a_running_guest() {
         q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await;
     q.start();
     q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
-    q.queue.cancel(&id).await.unwrap();
+    q.queue.cancel(&Scope::Any, &id).await.unwrap();
     let job = q.queue.wait_final(&id).await.unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert_eq!(job.attempt_log[0].outcome, "cancelled");
@@ -208,12 +212,12 @@ async fn cancel_waiting_and_retrying_jobs() {
     q.start();
     q.queue.wait_until(&retrying, |j| j.status == JobStatus::Retrying).await.unwrap();
     for id in [&delayed, &retrying] {
-        assert_eq!(q.queue.cancel(id).await.unwrap().status, JobStatus::Cancelled);
+        assert_eq!(q.queue.cancel(&Scope::Any, id).await.unwrap().status, JobStatus::Cancelled);
     }
     q.clock.advance(Duration::hours(2));
     let noop = q.enqueue(NewJob::new("noop", json!(1))).await;
     q.queue.wait_final(&noop).await.unwrap();
-    assert_eq!(q.queue.get(&delayed).await.unwrap().attempts, 0, "a cancelled job never runs");
+    assert_eq!(q.queue.get(&Scope::Any, &delayed).await.unwrap().attempts, 0, "a cancelled job never runs");
 }
 
 #[tokio::test]
@@ -221,7 +225,7 @@ async fn delayed_jobs_run_when_their_time_comes() {
     let mut q = memory_queue(QueueConfig::default()).await;
     let id =
         q.enqueue(NewJob { run_at: Some(q.clock.now() + Duration::seconds(30)), ..hostile("runs") }).await;
-    assert_eq!(q.queue.get(&id).await.unwrap().status, JobStatus::Scheduled);
+    assert_eq!(q.queue.get(&Scope::Any, &id).await.unwrap().status, JobStatus::Scheduled);
     q.start();
     q.clock.advance(Duration::seconds(30));
     assert_eq!(q.queue.wait_final(&id).await.unwrap().status, JobStatus::Completed);
@@ -235,7 +239,7 @@ async fn unique_keys_refuse_a_second_active_job() {
     let error = q.queue.enqueue(&ada(), keyed()).await.unwrap_err();
     assert!(matches!(error, QueueError::Conflict(_)), "{error:?}");
     assert!(error.to_string().contains(&first), "{error}");
-    q.queue.cancel(&first).await.unwrap();
+    q.queue.cancel(&Scope::Any, &first).await.unwrap();
     q.queue.enqueue(&ada(), keyed()).await.expect("a cancelled job frees its key");
 }
 
@@ -287,7 +291,7 @@ async fn results_logs_progress_and_stats_are_kept() {
     let job = q.queue.wait_final(&id).await.unwrap();
     assert_eq!(job.result, Some(json!(null)));
     assert_eq!(job.progress.unwrap().percent, 50);
-    let logs = q.queue.logs(&id).await.unwrap();
+    let logs = q.queue.logs(&Scope::Any, &id).await.unwrap();
     assert_eq!(logs[0].lines[0].message, format!("hello from {id}"));
     let (counts, runs) = q.queue.stats().await.unwrap();
     assert_eq!(counts.by_status["completed"], 1);
@@ -320,12 +324,15 @@ async fn per_handler_concurrency_is_respected() {
     q.queue.wait_final(&noop).await.unwrap();
     let running = q
         .queue
-        .list(&objectos_engine::jobs::JobQuery { status: vec![JobStatus::Running], ..Default::default() })
+        .list(
+            &Scope::Any,
+            &objectos_engine::jobs::JobQuery { status: vec![JobStatus::Running], ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(running.len(), 1, "hostile is capped at 1");
     for id in &spinners {
-        q.queue.cancel(id).await.unwrap();
+        q.queue.cancel(&Scope::Any, id).await.unwrap();
     }
     q.workers.take().unwrap().stop().await;
 }
@@ -472,7 +479,7 @@ async fn shutdown_lets_running_jobs_finish_within_the_grace() {
     // The manual clock never reaches the deadline: only finishing ends the wait.
     let report = workers.shutdown(Some(std::time::Duration::from_secs(60))).await;
     assert_eq!((report.in_flight, report.released), (1, 0));
-    assert_eq!(q.queue.get(&id).await.unwrap().status, JobStatus::Completed);
+    assert_eq!(q.queue.get(&Scope::Any, &id).await.unwrap().status, JobStatus::Completed);
 }
 
 #[tokio::test]
@@ -484,13 +491,13 @@ async fn shutdown_past_the_grace_releases_running_jobs_to_run_again() {
     q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
     let report = workers.shutdown(Some(std::time::Duration::ZERO)).await;
     assert_eq!((report.in_flight, report.released), (1, 1));
-    let job = q.queue.get(&id).await.unwrap();
+    let job = q.queue.get(&Scope::Any, &id).await.unwrap();
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0), "given back uncharged");
     assert_eq!(event_kinds(&q.events_of(&id).await), ["job.enqueued", "job.started", "job.released"]);
     // The next start runs it again.
     let workers = q.queue.start();
     q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
-    q.queue.cancel(&id).await.unwrap();
+    q.queue.cancel(&Scope::Any, &id).await.unwrap();
     assert_eq!(q.queue.wait_final(&id).await.unwrap().attempts, 1);
     workers.stop().await;
     check_path(&q.events_of(&id).await).unwrap();
@@ -508,17 +515,17 @@ async fn finished_jobs_are_pruned_after_their_retention() {
     let failed = q.enqueue(hostile("fatal:no")).await;
     let cancelled =
         q.enqueue(NewJob { run_at: Some(q.clock.now() + Duration::hours(9)), ..hostile("runs") }).await;
-    q.queue.cancel(&cancelled).await.unwrap();
+    q.queue.cancel(&Scope::Any, &cancelled).await.unwrap();
     q.start();
     q.queue.wait_final(&done).await.unwrap();
     q.queue.wait_final(&failed).await.unwrap();
     assert_eq!(q.queue.prune_finished().await.unwrap(), 0, "nothing is old enough yet");
     q.clock.advance(Duration::minutes(61));
     assert_eq!(q.queue.prune_finished().await.unwrap(), 1);
-    assert!(matches!(q.queue.get(&done).await, Err(QueueError::NotFound(_))));
+    assert!(matches!(q.queue.get(&Scope::Any, &done).await, Err(QueueError::NotFound(_))));
     q.clock.advance(Duration::hours(2));
     assert_eq!(q.queue.prune_finished().await.unwrap(), 1);
-    assert!(q.queue.get(&cancelled).await.is_ok(), "cancelled jobs are kept for ever here");
+    assert!(q.queue.get(&Scope::Any, &cancelled).await.is_ok(), "cancelled jobs are kept for ever here");
 }
 
 #[tokio::test]
@@ -536,20 +543,20 @@ async fn prefetched_jobs_wait_for_a_slot_and_can_be_cancelled_while_they_wait() 
     }
     // One slot and two claimed ahead: a fourth job is not claimed.
     let noop = q.enqueue(NewJob::new("noop", json!(1))).await;
-    assert_eq!(q.queue.get(&noop).await.unwrap().status, JobStatus::Pending);
+    assert_eq!(q.queue.get(&Scope::Any, &noop).await.unwrap().status, JobStatus::Pending);
 
     // A job claimed ahead is cancelled while the first still runs: it ends
     // at once, without ever running.
     let waiting = q.queue.wait_final(&spinners[2]);
-    q.queue.cancel(&spinners[2]).await.unwrap();
+    q.queue.cancel(&Scope::Any, &spinners[2]).await.unwrap();
     let job = waiting.await.unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert_eq!((job.attempt_log[0].outcome.as_str(), job.attempt_log[0].usage.fuel), ("cancelled", 0));
-    assert_eq!(q.queue.get(&spinners[0]).await.unwrap().status, JobStatus::Running);
+    assert_eq!(q.queue.get(&Scope::Any, &spinners[0]).await.unwrap().status, JobStatus::Running);
 
     // The slot passes on, and the freed claim takes the fourth job.
     for id in &spinners[..2] {
-        q.queue.cancel(id).await.unwrap();
+        q.queue.cancel(&Scope::Any, id).await.unwrap();
         assert_eq!(q.queue.wait_final(id).await.unwrap().status, JobStatus::Cancelled);
     }
     assert_eq!(q.queue.wait_final(&noop).await.unwrap().status, JobStatus::Completed);
@@ -575,7 +582,7 @@ async fn shutdown_past_the_grace_gives_back_prefetched_jobs_unrun() {
     let report = workers.shutdown(Some(std::time::Duration::ZERO)).await;
     assert_eq!((report.in_flight, report.released), (2, 2), "the running job and the one claimed ahead");
     for id in &ids {
-        let job = q.queue.get(id).await.unwrap();
+        let job = q.queue.get(&Scope::Any, id).await.unwrap();
         assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0), "given back uncharged");
         check_path(&q.events_of(id).await).unwrap();
     }

@@ -240,6 +240,12 @@ fn name() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(NAME_CHARS.to_vec()), 1..5).prop_map(String::from_iter)
 }
 
+/// A name a record may hold: the records engine refuses a key with a
+/// control character at any depth (SQLite would compare `a\0b` as `a`).
+fn stored_name() -> impl Strategy<Value = String> {
+    name().prop_filter("no control character", |n| !n.chars().any(char::is_control))
+}
+
 /// `name` with one character spelled as a JSON escape (`\u0061` for `a`),
 /// the spelling a path language with escapes would read as `name` itself.
 fn escaped(name: &str, at: usize) -> String {
@@ -274,7 +280,7 @@ proptest! {
     /// reaches a field on one backend that it misses on the other.
     #[test]
     fn every_spelling_of_a_field_gets_one_answer(
-        (names, bodies, keys) in prop::collection::vec(name(), 1..4).prop_flat_map(|names| {
+        (names, bodies, keys) in prop::collection::vec(stored_name(), 1..4).prop_flat_map(|names| {
             let bodies = prop::collection::vec(
                 prop::collection::vec((prop::sample::select(names.clone()), scalar(), any::<bool>()), 0..4),
                 1..6,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use objectos_engine::clock::{Clock, ManualClock};
 use objectos_engine::jobs::{JobQuery, JobStatus};
+use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Queue, QueueConfig};
 use objectos_engine::schedule::{
@@ -50,7 +51,11 @@ impl Fixture {
     }
 
     async fn jobs_of(&self, schedule: &str) -> Vec<objectos_engine::jobs::Job> {
-        let jobs = self.queue.list(&JobQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
+        let jobs = self
+            .queue
+            .list(&Scope::Any, &JobQuery { limit: Some(1000), ..Default::default() })
+            .await
+            .unwrap();
         jobs.into_iter().filter(|j| j.schedule_id.as_deref() == Some(schedule)).collect()
     }
 
@@ -83,7 +88,7 @@ async fn invalid_schedules_are_refused_naming_the_problem() {
     );
     let bad_id = f.scheduler.add(&ada(), Some("no spaces".into()), every("* * * * *")).await.unwrap_err();
     assert!(matches!(bad_id, ScheduleError::Invalid { field: "id", .. }));
-    assert!(f.scheduler.list().await.unwrap().is_empty(), "nothing was stored");
+    assert!(f.scheduler.list(&Scope::Any).await.unwrap().is_empty(), "nothing was stored");
 
     f.add("once", every("* * * * *")).await;
     let taken = f.scheduler.add(&ada(), Some("once".into()), every("* * * * *")).await.unwrap_err();
@@ -95,7 +100,7 @@ async fn a_seconds_schedule_fires_on_time_and_links_its_jobs() {
     let f = fixture().await;
     let spec = ScheduleSpec { max_retries: Some(0), ..every("*/10 * * * * *") };
     f.add("tick", spec).await;
-    let stored = f.scheduler.get("tick").await.unwrap();
+    let stored = f.scheduler.get(&Scope::Any, "tick").await.unwrap();
     assert_eq!(stored.next_run, Some(t0() + Duration::seconds(10)));
     assert_eq!(stored.spec.run_as, Some(ada()), "jobs run as the schedule's owner");
 
@@ -110,7 +115,7 @@ async fn a_seconds_schedule_fires_on_time_and_links_its_jobs() {
     assert_eq!(fired.event.as_str(), "job.scheduled");
     assert_eq!(fired.data["scheduleId"], "tick");
 
-    let after = f.scheduler.get("tick").await.unwrap();
+    let after = f.scheduler.get(&Scope::Any, "tick").await.unwrap();
     assert_eq!(after.next_run, Some(t0() + Duration::seconds(20)));
     assert_eq!(
         (after.last_run, after.last_job_id.as_deref()),
@@ -132,7 +137,11 @@ async fn after_an_outage_run_once_fires_once_and_skip_fires_none() {
     assert!(report.skipped[0].1.starts_with("misfire"), "{:?}", report.skipped);
     let resume_at = t0() + Duration::minutes(91);
     for id in ["catch-up", "drop"] {
-        assert_eq!(f.scheduler.get(id).await.unwrap().next_run, Some(resume_at), "both continue on time");
+        assert_eq!(
+            f.scheduler.get(&Scope::Any, id).await.unwrap().next_run,
+            Some(resume_at),
+            "both continue on time"
+        );
     }
     let skipped = f.queue.store().schedule_events(0, 100).await.unwrap().pop().unwrap();
     assert_eq!((skipped.event, skipped.schedule_id.as_str()), (ScheduleEventType::Skipped, "drop"));
@@ -165,16 +174,16 @@ async fn overlap_skip_waits_for_the_previous_run_to_end() {
 async fn pause_and_resume() {
     let f = fixture().await;
     f.add("p", every("0 * * * *")).await;
-    let paused = f.scheduler.pause(&ada(), "p").await.unwrap();
+    let paused = f.scheduler.pause(&ada(), &Scope::Any, "p").await.unwrap();
     assert_eq!((paused.paused, paused.next_run), (true, None));
     assert!(f.tick(Duration::hours(3)).await.fired.is_empty(), "a paused schedule does not fire");
     assert_eq!(
-        f.scheduler.pause(&ada(), "p").await.unwrap().revision,
+        f.scheduler.pause(&ada(), &Scope::Any, "p").await.unwrap().revision,
         paused.revision,
         "pausing twice is a no-op"
     );
 
-    let resumed = f.scheduler.resume(&ada(), "p").await.unwrap();
+    let resumed = f.scheduler.resume(&ada(), &Scope::Any, "p").await.unwrap();
     assert_eq!(
         resumed.next_run,
         Some(t0() + Duration::hours(4)),
@@ -185,8 +194,8 @@ async fn pause_and_resume() {
         f.queue.store().schedule_events(0, 10).await.unwrap().iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["schedule.created", "schedule.paused", "schedule.resumed"]);
 
-    f.scheduler.remove(&ada(), "p").await.unwrap();
-    assert!(matches!(f.scheduler.get("p").await, Err(ScheduleError::NotFound(_))));
+    f.scheduler.remove(&ada(), &Scope::Any, "p").await.unwrap();
+    assert!(matches!(f.scheduler.get(&Scope::Any, "p").await, Err(ScheduleError::NotFound(_))));
     assert!(f.tick(Duration::hours(1)).await.fired.is_empty());
     assert_eq!(f.jobs_of("p").await.len(), 1, "its earlier job stays");
 }
@@ -197,7 +206,7 @@ async fn updates_merge_and_revalidate() {
     f.add("u", every("0 0 * * *")).await;
     let moved = f
         .scheduler
-        .update(&ada(), "u", &json!({"cron": "0 9 * * *", "timezone": "Asia/Tokyo"}))
+        .update(&ada(), &Scope::Any, "u", &json!({"cron": "0 9 * * *", "timezone": "Asia/Tokyo"}))
         .await
         .unwrap();
     assert_eq!(
@@ -205,17 +214,22 @@ async fn updates_merge_and_revalidate() {
         Some(t0() + Duration::days(1)),
         "09:00 in Tokyo is 00:00 UTC, next the day after"
     );
-    let options = f.scheduler.update(&ada(), "u", &json!({"maxRetries": 0, "data": {"n": 2}})).await.unwrap();
+    let options = f
+        .scheduler
+        .update(&ada(), &Scope::Any, "u", &json!({"maxRetries": 0, "data": {"n": 2}}))
+        .await
+        .unwrap();
     assert_eq!((options.spec.max_retries, options.spec.data.clone()), (Some(0), json!({"n": 2})));
     assert_eq!(options.next_run, moved.next_run, "the timing did not change");
-    let reset = f.scheduler.update(&ada(), "u", &json!({"maxRetries": null})).await.unwrap();
+    let reset = f.scheduler.update(&ada(), &Scope::Any, "u", &json!({"maxRetries": null})).await.unwrap();
     assert_eq!(reset.spec.max_retries, None);
 
-    let unknown = f.scheduler.update(&ada(), "u", &json!({"cronn": "* * * * *"})).await.unwrap_err();
+    let unknown =
+        f.scheduler.update(&ada(), &Scope::Any, "u", &json!({"cronn": "* * * * *"})).await.unwrap_err();
     assert!(unknown.to_string().contains("unknown field `cronn`"), "{unknown}");
-    let bad = f.scheduler.update(&ada(), "u", &json!({"cron": "* * *"})).await.unwrap_err();
+    let bad = f.scheduler.update(&ada(), &Scope::Any, "u", &json!({"cron": "* * *"})).await.unwrap_err();
     assert!(bad.to_string().contains("has 3 fields"));
-    assert_eq!(f.scheduler.get("u").await.unwrap(), reset, "a refused update stores nothing");
+    assert_eq!(f.scheduler.get(&Scope::Any, "u").await.unwrap(), reset, "a refused update stores nothing");
 }
 
 #[tokio::test]
@@ -244,7 +258,10 @@ async fn a_fire_whose_handler_is_gone_is_recorded_as_skipped() {
     let report = f.tick(Duration::minutes(1)).await;
     assert!(report.fired.is_empty());
     assert_eq!(report.skipped[0].1, "cannot enqueue: unknown handler `noop`");
-    assert_eq!(f.scheduler.get("orphan").await.unwrap().next_run, Some(t0() + Duration::minutes(2)));
+    assert_eq!(
+        f.scheduler.get(&Scope::Any, "orphan").await.unwrap().next_run,
+        Some(t0() + Duration::minutes(2))
+    );
 }
 
 #[tokio::test]
@@ -268,7 +285,7 @@ async fn schedules_survive_a_restart_and_missed_fires_follow_the_policy() {
         "the first missed fire"
     );
     assert_eq!(report.skipped.len(), 1);
-    let nightly = f.scheduler.get("nightly").await.unwrap();
+    let nightly = f.scheduler.get(&Scope::Any, "nightly").await.unwrap();
     assert_eq!(
         nightly.next_run,
         Some(Utc.with_ymd_and_hms(2026, 1, 4, 1, 0, 0).unwrap()),
@@ -297,7 +314,7 @@ async fn several_schedulers_on_one_store_fire_once_and_see_each_others_changes()
     // The loser re-read the schedule and is due at the same next time.
     assert_eq!(a.scheduler.next_due(), b.scheduler.next_due());
 
-    b.scheduler.pause(&ada(), "shared").await.unwrap();
+    b.scheduler.pause(&ada(), &Scope::Any, "shared").await.unwrap();
     a.scheduler.sync().await.unwrap();
     assert_eq!(a.scheduler.next_due(), None, "a follows b's pause");
 }

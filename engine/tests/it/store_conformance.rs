@@ -47,6 +47,7 @@ fn job(id: &str, name: &str, priority: Priority, run_at: DateTime<Utc>) -> Job {
         fuel: 1000,
         memory: 1 << 20,
         run_as: Principal::new("ada", &["admin"]),
+        enqueued_by: "ada".into(),
         run_at,
         unique_key: None,
         created_at: t0(),
@@ -161,6 +162,92 @@ pub async fn unique_keys_allow_one_active_job(store: Arc<dyn Store>) {
         .await
         .unwrap();
     put(&*store, vec![second]).await.expect("a finished job frees its key");
+}
+
+/// `job(...)` running as `run_as`, enqueued by `enqueued_by`.
+fn owned_job(id: &str, run_as: &str, enqueued_by: &str) -> Job {
+    Job {
+        run_as: Principal::new(run_as, &[]),
+        enqueued_by: enqueued_by.into(),
+        ..job(id, "h", Priority::Normal, t0())
+    }
+}
+
+pub async fn unique_keys_are_per_user_jobs_run_as(store: Arc<dyn Store>) {
+    let keyed = |id, run_as, enqueued_by| Job {
+        unique_key: Some("nightly".into()),
+        ..owned_job(id, run_as, enqueued_by)
+    };
+    put(&*store, vec![keyed("ada-1", "ada", "ada")]).await.unwrap();
+    // Another user's key neither blocks nor reveals ada's.
+    put(&*store, vec![keyed("bob-1", "bob", "bob")]).await.expect("keys are unique per user");
+    // Enqueued by someone else, a job running as ada still holds ada's key.
+    let conflict = put(&*store, vec![keyed("ada-2", "ada", "ops")]).await.unwrap_err();
+    assert_eq!(conflict, StoreError::UniqueConflict { key: "nightly".into(), job_id: "ada-1".into() });
+}
+
+pub async fn listings_hold_only_what_their_owner_owns(store: Arc<dyn Store>) {
+    put(
+        &*store,
+        vec![
+            owned_job("mine", "ada", "ada"),
+            owned_job("as-bob", "bob", "ada"),
+            owned_job("bobs", "bob", "bob"),
+            owned_job("eves", "eve", "eve"),
+        ],
+    )
+    .await
+    .unwrap();
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let listed = |owner: Option<&str>, skip, limit| {
+        let query = JobQuery {
+            owner: owner.map(str::to_string),
+            sort: JobSort::CreatedAtAsc,
+            skip,
+            limit: Some(limit),
+            ..JobQuery::default()
+        };
+        let store = store.clone();
+        async move { ids(store.list(&query).await.unwrap()) }
+    };
+    assert_eq!(listed(Some("ada"), 0, 10).await, ["mine", "as-bob"], "run as or enqueued by");
+    assert_eq!(listed(Some("bob"), 0, 10).await, ["as-bob", "bobs"]);
+    assert_eq!(listed(Some("bob"), 1, 1).await, ["bobs"], "pages count only the owner's");
+    assert!(listed(Some("mallory"), 0, 10).await.is_empty());
+    assert_eq!(listed(None, 0, 10).await.len(), 4);
+    let running =
+        JobQuery { owner: Some("eve".into()), status: vec![JobStatus::Pending], ..JobQuery::default() };
+    assert_eq!(ids(store.list(&running).await.unwrap()), ["eves"], "with the other filters");
+
+    for (id, owner) in [("s-ada", "ada"), ("s-bob", "bob")] {
+        let created = Schedule { owner: owner.into(), ..schedule(id, OverlapPolicy::Skip) };
+        store.change_schedule(change(ScheduleEventType::Created, &created)).await.unwrap();
+    }
+    let schedule_ids = |list: Vec<Schedule>| list.into_iter().map(|s| (s.id, s.owner)).collect::<Vec<_>>();
+    assert_eq!(
+        schedule_ids(store.schedules(Some("bob"), "", 10).await.unwrap()),
+        [("s-bob".into(), "bob".into())]
+    );
+    assert!(store.schedules(Some("bob"), "s-bob", 10).await.unwrap().is_empty());
+    assert_eq!(store.schedules(None, "", 10).await.unwrap().len(), 2);
+    assert_eq!(store.schedule("s-ada").await.unwrap().unwrap().owner, "ada", "the owner is stored");
+
+    for (id, owners) in [("art_1", ["bob", "ada"]), ("art_2", ["eve", "eve"])] {
+        store
+            .create_artifact(ArtifactRecord::new(id.into(), "f", "text/plain", "j", owners, t0()))
+            .await
+            .unwrap();
+        store.seal_artifact(id, 0, "e3b0", t0()).await.unwrap();
+    }
+    let artifact_ids = |owner| {
+        let store = store.clone();
+        async move { store.artifacts(owner, "", 10).await.unwrap().into_iter().map(|a| a.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(artifact_ids(Some("ada")).await, ["art_1"], "the enqueuer owns its job's artifacts");
+    assert_eq!(artifact_ids(Some("bob")).await, ["art_1"]);
+    assert_eq!(artifact_ids(Some("eve")).await, ["art_2"]);
+    assert_eq!(artifact_ids(None).await, ["art_1", "art_2"]);
+    assert_eq!(store.artifact("art_1").await.unwrap().unwrap().owners(), ["bob", "ada"]);
 }
 
 pub async fn a_stale_lease_cannot_finish(store: Arc<dyn Store>) {
@@ -475,6 +562,7 @@ pub async fn prune_deletes_only_finished_jobs_past_their_cutoff(store: Arc<dyn S
 fn schedule(id: &str, overlap: OverlapPolicy) -> Schedule {
     Schedule {
         id: id.into(),
+        owner: "ada".into(),
         spec: ScheduleSpec {
             run_as: Some(Principal::new("ada", &["admin"])),
             overlap,
@@ -546,14 +634,14 @@ pub async fn schedule_changes_are_stored_with_their_events(store: Arc<dyn Store>
         .change_schedule(change(ScheduleEventType::Created, &schedule("s2", OverlapPolicy::Skip)))
         .await
         .unwrap();
-    let all = store.schedules("", 10).await.unwrap();
+    let all = store.schedules(None, "", 10).await.unwrap();
     assert_eq!(
         all.iter().map(|s| (s.id.as_str(), s.paused)).collect::<Vec<_>>(),
         [("s1", true), ("s2", false)]
     );
-    let pages = (store.schedules("", 1).await.unwrap(), store.schedules("s1", 1).await.unwrap());
+    let pages = (store.schedules(None, "", 1).await.unwrap(), store.schedules(None, "s1", 1).await.unwrap());
     assert_eq!((pages.0[0].id.as_str(), pages.1[0].id.as_str()), ("s1", "s2"));
-    assert!(store.schedules("s2", 10).await.unwrap().is_empty());
+    assert!(store.schedules(None, "s2", 10).await.unwrap().is_empty());
     assert_eq!(store.last_schedule_event().await.unwrap(), 4);
 
     let current = store.schedule("s1").await.unwrap().unwrap();
@@ -945,11 +1033,14 @@ async fn concurrent_feeders_keep_one_chain(store: Arc<dyn Store>) {
 }
 
 async fn artifacts_are_chunked_sealed_and_listed(store: Arc<dyn Store>) {
-    let report = ArtifactRecord::new("art_1".into(), "report.csv", "text/csv", "job-1", "ada", t0());
+    let report = ArtifactRecord::new("art_1".into(), "report.csv", "text/csv", "job-1", ["ada", "ada"], t0());
     store.create_artifact(report).await.unwrap();
     store.put_artifact_chunk("art_1", 0, b"hello ".to_vec()).await.unwrap();
     store.put_artifact_chunk("art_1", 1, b"world".to_vec()).await.unwrap();
-    assert!(store.artifacts("", 10).await.unwrap().is_empty(), "an artifact being written is not listed");
+    assert!(
+        store.artifacts(None, "", 10).await.unwrap().is_empty(),
+        "an artifact being written is not listed"
+    );
     assert_eq!(
         store.seal_artifact("art_1", 99, "abc", t0()).await.unwrap_err(),
         StoreError::ArtifactIncomplete { id: "art_1".into(), stored: 11, expected: 99 }
@@ -968,13 +1059,13 @@ async fn artifacts_are_chunked_sealed_and_listed(store: Arc<dyn Store>) {
         StoreError::ArtifactNotFound("art_9".into())
     );
 
-    let empty = ArtifactRecord::new("art_2".into(), "empty.txt", "text/plain", "job-2", "bob", t0());
+    let empty = ArtifactRecord::new("art_2".into(), "empty.txt", "text/plain", "job-2", ["bob", "bob"], t0());
     store.create_artifact(empty).await.unwrap();
     store.seal_artifact("art_2", 0, "e3b0", t0()).await.unwrap();
     let ids = |list: Vec<ArtifactRecord>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.artifacts("", 10).await.unwrap()), ["art_1", "art_2"]);
-    assert_eq!(ids(store.artifacts("art_1", 10).await.unwrap()), ["art_2"]);
-    assert_eq!(ids(store.artifacts("", 1).await.unwrap()), ["art_1"]);
+    assert_eq!(ids(store.artifacts(None, "", 10).await.unwrap()), ["art_1", "art_2"]);
+    assert_eq!(ids(store.artifacts(None, "art_1", 10).await.unwrap()), ["art_2"]);
+    assert_eq!(ids(store.artifacts(None, "", 1).await.unwrap()), ["art_1"]);
 }
 
 /// Runs every conformance test against a fresh store from `$make`.
@@ -987,6 +1078,8 @@ macro_rules! conformance {
                 delayed_jobs_wait_for_their_time,
                 excluded_handlers_are_skipped,
                 unique_keys_allow_one_active_job,
+                unique_keys_are_per_user_jobs_run_as,
+                listings_hold_only_what_their_owner_owns,
                 a_stale_lease_cannot_finish,
                 retry_waits_then_runs_again,
                 cancel_by_status,
