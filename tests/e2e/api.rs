@@ -17,19 +17,26 @@ pub(crate) const ADMIN: &str = "admin-token-for-tests";
 pub(crate) const VIEWER: &str = "viewer-token-for-tests";
 
 /// `admin` holds every API permission, over anyone's jobs, schedules and
-/// artifacts; `viewer` may only read its own jobs.
+/// artifacts; `viewer` may only read its own jobs; a `member` works with
+/// its own jobs, schedules and artifacts; `sales` may import records.
 const SYSTEM: &str = "name: api\nsystem:\n  profiles:\n    admin: [jobs.read, jobs.read.any, jobs.enqueue, jobs.cancel, \
                       jobs.cancel.any, records.import, handlers.read, handlers.upload, stats.read, schedules.read, \
                       schedules.read.any, schedules.write, schedules.write.any, artifacts.read, \
-                      artifacts.read.any, artifacts.write, audit.read]\n    viewer: [jobs.read]\n";
+                      artifacts.read.any, artifacts.write, audit.read]\n    viewer: [jobs.read]\n    \
+                      member: [jobs.read, jobs.enqueue, jobs.cancel, schedules.read, schedules.write, \
+                      artifacts.read, artifacts.write]\n    sales: [records.import]\n";
 
 /// `admin` reads and writes contacts and alone sees `salary`; `sales`
-/// reads, creates and edits its own.
+/// reads, creates and edits its own; a `member` reads its own.
 const CONTACTS: &str = "name: contacts\nobjectName: contacts\nprofiles:\n  admin: { allowRead: true, \
                         allowCreate: true, allowEdit: true, allowDelete: true }\n  sales: { allowRead: true, \
-                        allowCreate: true, allowEdit: true, viewFilters: { owner: \"{{ userId }}\" } }\n\
+                        allowCreate: true, allowEdit: true, viewFilters: { owner: \"{{ userId }}\" } }\n  \
+                        member: { allowRead: true, viewFilters: { owner: \"{{ userId }}\" } }\n\
                         fieldPermissions:\n  salary: { visibleTo: [admin], editableBy: [admin] }\n";
 pub(crate) const SALES: &str = "sales-token-for-tests";
+/// Two members (`mia` and `max`): neither may see the other's things.
+pub(crate) const MIA: &str = "mia-token-for-tests";
+pub(crate) const MAX: &str = "max-token-for-tests";
 
 /// A spawned `objectos serve` and the address it listens on.
 pub(crate) struct Server {
@@ -56,10 +63,14 @@ impl Server {
             config.push_str(&format!(
                 "  tokens:\n    - {{name: admin, sha256: {}, principal: {{userId: ada, profiles: [admin]}}}}\n    \
                  - {{name: viewer, sha256: {}, principal: {{userId: vic, profiles: [viewer]}}}}\n    \
-                 - {{name: sales, sha256: {}, principal: {{userId: sam, profiles: [sales]}}}}\n",
+                 - {{name: sales, sha256: {}, principal: {{userId: sam, profiles: [sales]}}}}\n    \
+                 - {{name: mia, sha256: {}, principal: {{userId: mia, profiles: [member]}}}}\n    \
+                 - {{name: max, sha256: {}, principal: {{userId: max, profiles: [member]}}}}\n",
                 sha256_hex(ADMIN.as_bytes()),
                 sha256_hex(VIEWER.as_bytes()),
-                sha256_hex(SALES.as_bytes())
+                sha256_hex(SALES.as_bytes()),
+                sha256_hex(MIA.as_bytes()),
+                sha256_hex(MAX.as_bytes())
             ));
         }
         let config = write_file(dir.path(), "objectos.yaml", config.as_bytes());
@@ -80,7 +91,7 @@ impl Server {
 
     /// Sends one request and returns the status and the body as JSON
     /// (`null` if empty).
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -157,11 +168,11 @@ impl Server {
         (status, body)
     }
 
-    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.call("GET", path, Some(token), None)
     }
 
-    fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
         self.call("POST", path, Some(token), Some(("application/json", body.to_string().as_bytes())))
     }
 
@@ -170,7 +181,7 @@ impl Server {
     }
 
     /// Polls the job until it is final.
-    fn wait(&self, id: &str) -> Value {
+    pub(crate) fn wait(&self, id: &str) -> Value {
         let started = Instant::now();
         loop {
             let (status, job) = self.get(&format!("/v1/jobs/{id}"), ADMIN);
@@ -208,7 +219,7 @@ fn wait_for_address(log: &Path) -> String {
     }
 }
 
-fn error_code(body: &Value) -> &str {
+pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("not the error shape: {body}"))
 }
 
@@ -301,7 +312,7 @@ fn upload_enqueue_wait_and_read_a_job_over_http() {
 }
 
 /// `body` as request bytes.
-fn json_body(body: &Value) -> Vec<u8> {
+pub(crate) fn json_body(body: &Value) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
@@ -416,6 +427,16 @@ fn records_over_http_are_what_each_principal_may_see_and_change() {
     }
 
     assert_eq!(server.get(&format!("/v1/objects/contacts/records/{ann_id}"), SALES).0, 404);
+    // Sales may import, but an import naming Ann's id would tell whether
+    // Ann's record exists: one it cannot see. The refusal is the same for
+    // any id, taken or not.
+    for id in [ann_id, "rec_no_such_record"] {
+        let probe = json!([{"id": id, "name": "probe"}]);
+        let (status, body) = server.post("/v1/objects/contacts/import?onConflict=skip", SALES, &probe);
+        assert_eq!(status, 403, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("needs read access to all of its records"), "{message}");
+    }
     let rename = json_body(&json!({"name": "Sam (renamed)"}));
     let path = format!("/v1/objects/contacts/records/{mine}");
     let (status, report) = server.call("PATCH", &path, Some(SALES), Some(("application/json", &rename)));

@@ -12,7 +12,7 @@ use crate::snapshot::assert_snapshot;
 use crate::support::{objectos, repo, write_file};
 
 /// `objectos` pointed at `server` with `token`, no client config file, no colour.
-fn client(server: &Server, token: &str) -> Command {
+pub(crate) fn client(server: &Server, token: &str) -> Command {
     let mut command = objectos();
     command
         .env("OBJECTOS_SERVER", format!("http://{}", server.address))
@@ -23,7 +23,7 @@ fn client(server: &Server, token: &str) -> Command {
 }
 
 /// Runs `args` and returns the output, asserting the exit code.
-fn run(command: &mut Command, args: &[&str], code: i32) -> Output {
+pub(crate) fn run(command: &mut Command, args: &[&str], code: i32) -> Output {
     let out = command.args(args).output().unwrap();
     assert_eq!(
         out.status.code(),

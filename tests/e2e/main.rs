@@ -8,6 +8,7 @@ mod cli;
 mod cli_run;
 mod examples;
 mod guest_sdk;
+mod ownership;
 mod readme;
 mod schedule;
 mod serve;

@@ -149,8 +149,8 @@ pub(super) struct ImportParams {
 
 /// `POST /v1/objects/{object}/import?onConflict=fail|skip|replace`: records
 /// with their system fields (ids, owners, timestamps) as given, as a
-/// backup or an export holds them; needs `records.import` and create
-/// permission; all or none.
+/// backup or an export holds them; needs `records.import`, create
+/// permission and read access to every record of the object; all or none.
 pub(super) async fn import(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,

@@ -13,6 +13,9 @@
 //!   update whose result would fall outside the principal's record filter
 //!   for the action is refused whole (PostgreSQL's `WITH CHECK`); the store
 //!   applies each write in one transaction.
+//! - An import needs read access to every record of its object, so that
+//!   no id it names can collide with a record it cannot see (which would
+//!   confirm that record exists).
 //! - Every denial is written as a `permission.denied` access event, and
 //!   every change as a `records.*` event with its counts.
 
@@ -473,6 +476,18 @@ impl RecordsService for RecordsEngine {
         let system = permissions.system(&actor.principal, "records.import");
         if !system.allowed {
             return Err(self.deny(actor, object, "import", system.reason).await);
+        }
+        // An import names its ids, and an id held by a record the importer
+        // cannot see would refuse it (or be skipped, or replaced): that
+        // would tell that the record exists. So an importer must see every
+        // record of the object; no conflict is then one it may not know of.
+        if permissions.record_filter(&actor.principal, object, Action::Read) != Some(Filter::everything()) {
+            let reason = format!(
+                "importing into `{object}` needs read access to all of its records, which `{}` lacks \
+                 (an id held by a record it cannot see would tell that the record exists)",
+                actor.principal.user_id
+            );
+            return Err(self.deny(actor, object, "import", reason).await);
         }
         let creatable = self.scope(&permissions, actor, object, Action::Create).await?;
         let mut locked = permissions.locked_fields(&actor.principal, object, Action::Create);

@@ -84,3 +84,70 @@ async fn a_job_writes_an_artifact_the_engine_then_lists() {
     assert_eq!((listed[0].name.as_str(), listed[0].job_id.as_str()), ("out.txt", job.id.as_str()));
     assert_eq!(listed[0].sha256, sha256_hex(b"a,b,c"));
 }
+
+/// Mia's and Max's permissions: both write and read artifacts (and reach
+/// records, which the hostile fixture imports); an archivist reads anyone's.
+const OWNERS: &str = "name: owners\nsystem:\n  profiles:\n    member: [records.import, artifacts.write, artifacts.read]\n    \
+                      archivist: [artifacts.read.any]\n";
+const NOTES: &str =
+    "name: notes\nobjectName: notes\nprofiles:\n  member: { allowRead: true, allowCreate: true }\n";
+
+#[tokio::test]
+async fn a_guest_reads_only_its_principals_artifacts_unless_it_may_read_any() {
+    use objectos_engine::permissions::{PermissionSet, Permissions, PermissionsDir};
+    use objectos_engine::store::AccessEventType;
+    let (store, _dir) = sqlite();
+    let clock = Arc::new(SystemClock);
+    let parse = |name: &str, text: &str| PermissionSet::parse(std::path::Path::new(name), text).unwrap();
+    let permissions = Arc::new(PermissionsDir::fixed(Permissions::new(vec![
+        parse("o.yaml", OWNERS),
+        parse("n.yaml", NOTES),
+    ])));
+    let artifacts = StoredArtifacts::new(store.clone(), clock.clone(), permissions.clone());
+    let services = Services {
+        records: Arc::new(RecordsEngine::new(store.clone(), permissions.clone(), clock)),
+        artifacts: Arc::new(artifacts.clone()),
+    };
+    let (queue, _) = harness::queue_with(store.clone(), QueueConfig::default(), permissions, services).await;
+    let workers = queue.start();
+    let run = |who: Principal, action: String| {
+        let queue = queue.clone();
+        async move {
+            let job = queue.enqueue(&who, NewJob::new("hostile", json!(action))).await.unwrap();
+            queue.wait_final(&job.id).await.unwrap()
+        }
+    };
+    let mia = Principal::new("mia", &["member"]);
+    let written = run(mia.clone(), "artifact:mia's secret".into()).await;
+    assert_eq!(written.status, JobStatus::Completed, "{:?}", written.error);
+    let id = artifacts.list(&Scope::Owner("mia".into()), "", 10).await.unwrap()[0].id.clone();
+
+    // Max holds artifacts.read, but the artifact is not his: to his job it
+    // does not exist, exactly like one that never did.
+    let max = Principal::new("max", &["member"]);
+    let probe = run(max.clone(), format!("read-artifact:{id}")).await;
+    let missing = run(max.clone(), "read-artifact:art_000000000000000000000000".into()).await;
+    assert_eq!((probe.status, missing.status), (JobStatus::Failed, JobStatus::Failed));
+    let error = probe.error.unwrap();
+    assert!(error.contains(&format!("NotFound(\"artifact {id}\")")), "{error}");
+    assert_eq!(
+        error.replace(&id, "ID"),
+        missing.error.unwrap().replace("art_000000000000000000000000", "ID")
+    );
+    let denials: Vec<_> = store
+        .access_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == AccessEventType::PermissionDenied && e.actor.user_id == "max")
+        .collect();
+    assert_eq!(denials.len(), 1, "the probe of mia's artifact is recorded: {denials:?}");
+    assert_eq!(denials[0].resource, format!("artifacts/{id}"));
+
+    // Mia reads her own, and an archivist reads anyone's.
+    for reader in [mia, Principal::new("ann", &["member", "archivist"])] {
+        let read = run(reader, format!("read-artifact:{id}")).await;
+        assert_eq!(read.result, Some(json!("mia's secret")), "{:?}", read.error);
+    }
+    workers.shutdown(None).await;
+}

@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod builtins;
 mod harness;
+mod ownership;
 mod permissions;
 mod permissions_properties;
 mod queue;

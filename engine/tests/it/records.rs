@@ -316,14 +316,24 @@ async fn imports_need_records_import_and_keep_system_fields() {
         let replaced = engine.import(&admin, "contacts", vec![newer], OnConflict::Replace).await.unwrap();
         assert_eq!(replaced.replaced, 1);
         assert_eq!(find(&engine, &admin, json!({"filter": {"id": "c9"}})).await.unwrap()[0]["name"], "new");
-        // Sales may import, but only within what it may create, and not over others' records.
+        // Sales holds records.import but sees only its own contacts: an
+        // import naming c3 (u2's) would tell whether c3 exists, under any
+        // policy, so sales may not import at all — whatever the ids.
         let sales = actor("u1", &["sales"]);
+        for (id, policy) in [("c3", OnConflict::Fail), ("c3", OnConflict::Skip), ("c404", OnConflict::Skip)] {
+            let probe = json!({"id": id, "owner": "u1", "name": "probe"});
+            let reason = denied(engine.import(&sales, "contacts", vec![probe], policy).await);
+            assert!(reason.contains("needs read access to all of its records"), "{reason}");
+        }
+        // Seeing every contact, it may import, but only within what it may
+        // create, and not over records it may not edit.
+        let clerk = actor("u1", &["viewer", "sales"]);
         let theirs = json!({"id": "c3", "owner": "u1", "name": "hijack"});
-        let reason = denied(engine.import(&sales, "contacts", vec![theirs], OnConflict::Replace).await);
+        let reason = denied(engine.import(&clerk, "contacts", vec![theirs], OnConflict::Replace).await);
         assert!(reason.contains("may not edit"), "{reason}");
         let foreign = json!({"id": "c10", "owner": "u2"});
         assert!(
-            denied(engine.import(&sales, "contacts", vec![foreign], OnConflict::Fail).await)
+            denied(engine.import(&clerk, "contacts", vec![foreign], OnConflict::Fail).await)
                 .contains("outside")
         );
         let bad_time = json!({"id": "c11", "created_at": "yesterday"});

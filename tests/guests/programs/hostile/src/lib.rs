@@ -1,6 +1,7 @@
 //! A handler that misbehaves on request, for the sandbox's hostile-guest
 //! tests. The job input is a JSON string naming the action, optionally with
-//! an argument after a colon: `"spin"`, `"print:1048576"`, `"count:contacts"`.
+//! an argument after a colon: `"spin"`, `"print:1048576"`, `"count:contacts"`,
+//! `"read-artifact:art_…"`.
 //!
 //! It imports every capability of the contract, so it also serves the
 //! capability-gating tests.
@@ -110,20 +111,27 @@ impl Guest for Hostile {
                     .map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 writer.write(arg.as_bytes()).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 let info = writer.finish().map_err(|e| JobError::Fatal(format!("{e:?}")))?;
-                let reader = artifacts_read::open(&info.id).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
-                let mut back = Vec::new();
-                loop {
-                    let chunk = reader.read(4).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    back.extend(chunk);
-                }
-                Ok(format!("{:?}", String::from_utf8(back).unwrap()))
+                read_artifact(&info.id)
             }
+            // Reads any artifact by id: someone else's, for the ownership tests.
+            "read-artifact" => read_artifact(arg),
             other => Err(JobError::Fatal(format!("unknown action {other}"))),
         }
     }
+}
+
+/// The whole of artifact `id`, as a JSON string.
+fn read_artifact(id: &str) -> Result<String, JobError> {
+    let reader = artifacts_read::open(id).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+    let mut back = Vec::new();
+    loop {
+        let chunk = reader.read(4).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+        if chunk.is_empty() {
+            break;
+        }
+        back.extend(chunk);
+    }
+    Ok(format!("{:?}", String::from_utf8(back).unwrap()))
 }
 
 /// Recursion that keeps no locals in linear memory, so it exhausts the wasm
