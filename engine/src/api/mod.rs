@@ -10,7 +10,7 @@
 //! Jobs, artifacts and schedules are scoped to their owners
 //! ([`crate::ownership`]): each handler asks for the caller's [`Scope`]
 //! under the route's `.any` permission, and another owner's thing is
-//! answered exactly as a missing one ([`conceal`]), the attempt audited.
+//! answered exactly as a missing one (`conceal`), the attempt audited.
 
 mod artifacts;
 mod audit;
