@@ -150,11 +150,15 @@ struct ChunkWriter {
     size: u64,
     digest: Sha256,
     finished: bool,
+    /// Sealed, or abandoned and removed: nothing is left to clean up.
+    settled: bool,
 }
 
 impl ChunkWriter {
     async fn flush(&mut self) -> Result<(), HostError> {
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        // The next buffer grows as it is written: a writer that is opened
+        // and never written holds no chunk of host memory.
+        let chunk = std::mem::take(&mut self.buffer);
         self.store.put_artifact_chunk(&self.id, self.next, chunk).await.map_err(host_error)?;
         self.next += 1;
         Ok(())
@@ -188,13 +192,43 @@ impl ArtifactSink for ChunkWriter {
         if !self.buffer.is_empty() {
             self.flush().await?;
         }
+        self.buffer = Vec::new();
         let sha256 = hex(&self.digest.clone().finalize());
         let record = self
             .store
             .seal_artifact(&self.id, self.size, &sha256, self.clock.now())
             .await
             .map_err(host_error)?;
+        self.settled = true;
         Ok(info(&record))
+    }
+
+    async fn abandon(&mut self) {
+        if !self.settled {
+            // Here rather than on drop, so it is done before the attempt is recorded.
+            self.settled = true;
+            if let Err(error) = self.store.discard_artifact(&self.id).await {
+                tracing::warn!(%error, id = self.id, "could not remove an abandoned artifact");
+            }
+        }
+    }
+}
+
+/// A writer dropped unsealed without being abandoned (its sealing failed)
+/// leaves nothing behind either: its artifact and chunks are removed.
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (store, id) = (self.store.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = store.discard_artifact(&id).await {
+                    tracing::warn!(%error, id, "could not remove an abandoned artifact");
+                }
+            });
+        }
     }
 }
 
@@ -248,11 +282,12 @@ impl ArtifactsService for StoredArtifacts {
             store: self.store.clone(),
             clock: self.clock.clone(),
             id,
-            buffer: Vec::with_capacity(CHUNK_BYTES),
+            buffer: Vec::new(),
             next: 0,
             size: 0,
             digest: Sha256::new(),
             finished: false,
+            settled: false,
         }))
     }
 

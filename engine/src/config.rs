@@ -83,6 +83,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The largest handler upload. Default 20 MiB.
     pub max_upload_bytes: usize,
+    /// The most bytes of jobs one page of `GET /v1/jobs` holds: a page
+    /// stops early there (and says where the next starts). Default 16 MiB.
+    pub max_page_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -92,6 +95,7 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             max_body_bytes: 4 << 20,
             max_upload_bytes: 20 << 20,
+            max_page_bytes: 16 << 20,
         }
     }
 }
@@ -208,6 +212,19 @@ pub struct JobDefaults {
     pub memory: u64,
     /// Largest input accepted, in bytes. Default 1 MiB.
     pub max_input_bytes: usize,
+    /// An attempt's log cap in bytes; past it lines are dropped with one
+    /// marker. Default 1 MiB.
+    pub max_log_bytes: usize,
+    /// Largest result a handler may return, in bytes. Default 1 MiB.
+    pub max_result_bytes: usize,
+    /// Longest error message kept, in bytes (cut with a marker). Default 64 KiB.
+    pub max_error_bytes: usize,
+    /// Longest progress message kept, in bytes (cut with a marker). Default 4 KiB.
+    pub max_progress_bytes: usize,
+    /// Artifact writers an attempt may hold open at once. Default 16.
+    pub max_artifact_writers: usize,
+    /// Bytes an attempt may write to artifacts. Default 8 GiB.
+    pub max_artifact_bytes: u64,
     /// Defaults per handler (`maxRetries`, `timeout`, `fuel`, `memory`),
     /// between a job's own options and the ones above. The built-ins have
     /// their own ([`crate::builtins`]); what is set here overrides them
@@ -293,6 +310,12 @@ impl Default for JobDefaults {
             fuel: queue.limits.fuel,
             memory: queue.limits.memory,
             max_input_bytes: queue.max_input_bytes,
+            max_log_bytes: queue.limits.log_bytes,
+            max_result_bytes: queue.limits.result_bytes,
+            max_error_bytes: queue.limits.error_bytes,
+            max_progress_bytes: queue.limits.progress_bytes,
+            max_artifact_writers: queue.limits.artifact_writers,
+            max_artifact_bytes: queue.limits.artifact_bytes,
             handlers: HashMap::new(),
         }
     }
@@ -452,7 +475,12 @@ impl EngineConfig {
                 timeout: self.jobs.timeout,
                 fuel: self.jobs.fuel,
                 memory: self.jobs.memory,
-                ..defaults.limits
+                log_bytes: self.jobs.max_log_bytes,
+                result_bytes: self.jobs.max_result_bytes,
+                error_bytes: self.jobs.max_error_bytes,
+                progress_bytes: self.jobs.max_progress_bytes,
+                artifact_writers: self.jobs.max_artifact_writers,
+                artifact_bytes: self.jobs.max_artifact_bytes,
             },
             max_input_bytes: self.jobs.max_input_bytes,
             lease: self.workers.lease,

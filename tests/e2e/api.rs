@@ -49,7 +49,8 @@ pub(crate) struct Server {
 
 impl Server {
     /// A server with the test tokens and permission sets (or, with `tokens`
-    /// false, as on a first start: neither) and a 1 MiB upload limit.
+    /// false, as on a first start: neither), a 1 MiB upload limit and 1 MiB
+    /// pages of jobs.
     pub(crate) fn start(tokens: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let permissions = dir.path().join("permissions");
@@ -58,7 +59,10 @@ impl Server {
             write_file(&permissions, "system.yaml", SYSTEM.as_bytes());
             write_file(&permissions, "contacts.yaml", CONTACTS.as_bytes());
         }
-        let mut config = format!("permissions: {}\napi:\n  maxUploadBytes: 1048576\n", permissions.display());
+        let mut config = format!(
+            "permissions: {}\napi:\n  maxUploadBytes: 1048576\n  maxPageBytes: 1048576\n",
+            permissions.display()
+        );
         if tokens {
             config.push_str(&format!(
                 "  tokens:\n    - {{name: admin, sha256: {}, principal: {{userId: ada, profiles: [admin]}}}}\n    \
@@ -592,4 +596,34 @@ fn the_first_start_creates_an_admin_token_shown_once() {
     assert!(set.contains("handlers.upload"), "{set}");
     let log = server.stop();
     assert_eq!(log.matches(token).count(), 1, "the token is printed once and never logged");
+}
+
+#[test]
+fn a_page_of_jobs_is_bounded_in_bytes_and_says_where_the_next_starts() {
+    let mut server = Server::start(true);
+    let bulky = "x".repeat(200 << 10);
+    for i in 0..12 {
+        let job =
+            json!({"name": "template", "data": {"i": i, "pad": bulky}, "runAt": "2099-01-01T00:00:00Z"});
+        assert_eq!(server.post("/v1/jobs", MIA, &job).0, 201);
+    }
+    let (mut seen, mut skip, mut pages) = (Vec::new(), 0, 0);
+    loop {
+        let (status, page) = server.get(&format!("/v1/jobs?limit=1000&sort=createdAtAsc&skip={skip}"), MIA);
+        assert_eq!(status, 200);
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(
+            !jobs.is_empty() && page.to_string().len() < (1 << 20) + (250 << 10),
+            "one job past the bound at most"
+        );
+        seen.extend(jobs.iter().map(|j| j["data"]["i"].as_u64().unwrap()));
+        pages += 1;
+        match page["nextSkip"].as_u64() {
+            Some(next) => skip = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..12).collect::<Vec<_>>(), "every job once, in order");
+    assert!(pages >= 3, "1 MiB pages of 200 KiB jobs: {pages}");
+    server.stop();
 }

@@ -68,7 +68,9 @@ pub(super) struct ListParams {
     limit: Option<u64>,
 }
 
-/// `GET /v1/jobs?name=&status=pending,running&priority=&sort=&skip=&limit=`.
+/// `GET /v1/jobs?name=&status=pending,running&priority=&sort=&skip=&limit=`:
+/// a page of jobs, and `nextSkip` (the `skip` of the next page) while
+/// more may follow.
 pub(super) async fn list(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -94,7 +96,24 @@ pub(super) async fn list(
         limit: params.limit,
     };
     let jobs = state.node.queue.list(&scope(&state, &caller, JOBS_READ_ANY), &query).await?;
-    Ok(Json(json!({"jobs": jobs, "skip": query.skip, "limit": query.page_size()})))
+    // More may follow a full page, or one cut short by its bytes.
+    let mut more = jobs.len() as u64 == query.page_size();
+    // A page is bounded in bytes as well as rows (data, results and errors
+    // are each capped, but a thousand of them are not small): it stops
+    // before the job that would pass the bound, keeping at least one.
+    let mut page = Vec::with_capacity(jobs.len());
+    let mut bytes = 0;
+    for job in jobs {
+        let job = serde_json::to_value(job).map_err(|e| ApiError::internal(e.to_string()))?;
+        bytes += job.to_string().len();
+        if bytes > state.node.config.api.max_page_bytes && !page.is_empty() {
+            more = true;
+            break;
+        }
+        page.push(job);
+    }
+    let next = more.then(|| query.skip + page.len() as u64);
+    Ok(Json(json!({"jobs": page, "skip": query.skip, "limit": query.page_size(), "nextSkip": next})))
 }
 
 /// `GET /v1/jobs/{id}`.

@@ -508,6 +508,14 @@ impl Queue {
         if memory < (1 << 20) {
             return Err(invalid("memory", format!("must be at least 1 MiB (1048576 bytes), got {memory}")));
         }
+        // Above the sandbox's cap the job could only fail when it ran.
+        let most = self.inner.sandbox.max_job_memory();
+        if memory > most {
+            return Err(invalid(
+                "memory",
+                format!("must be at most {most} bytes (the sandbox's cap), got {memory}"),
+            ));
+        }
         let backoff = new.backoff.unwrap_or(config.backoff);
         backoff.validate().map_err(|m| invalid("backoff", m))?;
         if let Some(key) = &new.unique_key

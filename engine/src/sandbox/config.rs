@@ -111,10 +111,23 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Result cap: a larger result fails the run.
     pub result_bytes: usize,
+    /// Artifact writers open (created, not yet finished or dropped) at
+    /// once; another `create` is refused. Each holds up to a chunk of
+    /// buffered bytes on the host.
+    pub artifact_writers: usize,
+    /// Bytes written to artifacts in all by one attempt; a write past it is
+    /// refused.
+    pub artifact_bytes: u64,
+    /// Error message cap: a longer one is cut, with a marker.
+    pub error_bytes: usize,
+    /// Progress message cap: a longer one is cut, with a marker.
+    pub progress_bytes: usize,
 }
 
 impl Default for Limits {
-    /// 10 billion fuel, 60 s, 128 MiB of memory, 1 MiB of log and of result.
+    /// 10 billion fuel, 60 s, 128 MiB of memory, 1 MiB of log and of
+    /// result, 16 artifact writers open and 8 GiB written to artifacts,
+    /// 64 KiB of error message and 4 KiB of progress message.
     fn default() -> Self {
         Self {
             fuel: 10_000_000_000,
@@ -122,8 +135,29 @@ impl Default for Limits {
             memory: 128 << 20,
             log_bytes: 1 << 20,
             result_bytes: 1 << 20,
+            artifact_writers: 16,
+            artifact_bytes: 8 << 30,
+            error_bytes: 64 << 10,
+            progress_bytes: 4 << 10,
         }
     }
+}
+
+/// `text` cut to at most `limit` bytes (at a character boundary), ending
+/// with a marker naming how much was cut and the config key `key` that
+/// sets the limit.
+pub(crate) fn capped(mut text: String, limit: usize, key: &str) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let cut = text.len();
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!(" … [{} bytes cut at {key}]", cut - end));
+    text
 }
 
 /// Enforces a job's memory limit and records its peak memory.

@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::capability::{Capability, CapabilitySet};
-use super::config::MemoryLimiter;
+use super::config::{Limits, MemoryLimiter, capped};
 use super::log::{JobLog, Level};
 use super::outcome::Progress;
 use super::services::{self, ArtifactSink, ArtifactSource, Services};
@@ -41,8 +41,12 @@ pub trait ProgressObserver: Send + Sync {
     fn progress(&self, progress: &Progress);
 }
 
-/// A guest's open artifact writer.
-pub struct ArtifactWriter(Box<dyn ArtifactSink>);
+/// A guest's artifact writer, and whether it is finished (no longer
+/// counted against the job's open writers).
+pub struct ArtifactWriter {
+    sink: Box<dyn ArtifactSink>,
+    finished: bool,
+}
 /// A guest's open artifact reader.
 pub struct ArtifactReader(Box<dyn ArtifactSource>);
 
@@ -61,6 +65,13 @@ pub(crate) struct JobState {
     pub(crate) services: Services,
     pub(crate) progress: Option<Progress>,
     pub(crate) observer: Option<Arc<dyn ProgressObserver>>,
+    /// What the job may make the host hold or store.
+    pub(crate) limits: Limits,
+    /// The handles of artifact writers created and neither finished nor
+    /// dropped: counted against the limit, abandoned when the job ends.
+    pub(crate) writers_open: std::collections::HashSet<u32>,
+    /// Bytes written to artifacts so far.
+    pub(crate) artifact_bytes: u64,
 }
 
 impl WasiView for JobState {
@@ -102,6 +113,16 @@ impl From<services::HostError> for WitHostError {
 type HostResult<T> = wasmtime::Result<Result<T, WitHostError>>;
 
 impl JobState {
+    /// Abandons the writers the guest left open, removing what they stored:
+    /// called when the job ends, however it ended.
+    pub(crate) async fn abandon_writers(&mut self) {
+        for rep in std::mem::take(&mut self.writers_open) {
+            if let Ok(mut writer) = self.table.delete(Resource::<ArtifactWriter>::new_own(rep)) {
+                writer.sink.abandon().await;
+            }
+        }
+    }
+
     /// Refuses a call to `capability` unless the job holds it. Gating at
     /// start makes this unreachable for an honest run; it stays as the
     /// second line of defence the contract promises.
@@ -154,6 +175,7 @@ impl log::Host for JobState {
 
 impl progress::Host for JobState {
     async fn report(&mut self, percent: u8, message: String) -> wasmtime::Result<()> {
+        let message = capped(message, self.limits.progress_bytes, "jobs.maxProgressBytes");
         let progress = Progress { percent: percent.min(100), message };
         if let Some(observer) = &self.observer {
             observer.progress(&progress);
@@ -265,6 +287,13 @@ fn artifact_info(info: services::ArtifactInfo) -> artifact_types::ArtifactInfo {
 impl artifacts::Host for JobState {
     async fn create(&mut self, name: String, content_type: String) -> HostResult<Resource<ArtifactWriter>> {
         checked!(self, Capability::Artifacts, {
+            if self.writers_open.len() >= self.limits.artifact_writers {
+                return Err(WitHostError::LimitExceeded(format!(
+                    "a job may hold at most {} artifact writers open at once (jobs.maxArtifactWriters); \
+                     finish or drop one first",
+                    self.limits.artifact_writers
+                )));
+            }
             let sink = self
                 .services
                 .artifacts
@@ -275,9 +304,12 @@ impl artifacts::Host for JobState {
                     &content_type,
                 )
                 .await?;
-            self.table
-                .push(ArtifactWriter(sink))
-                .map_err(|e| WitHostError::LimitExceeded(format!("too many open artifacts: {e}")))
+            let writer = self
+                .table
+                .push(ArtifactWriter { sink, finished: false })
+                .map_err(|e| WitHostError::LimitExceeded(format!("too many open artifacts: {e}")))?;
+            self.writers_open.insert(writer.rep());
+            Ok(writer)
         })
     }
 }
@@ -285,20 +317,35 @@ impl artifacts::Host for JobState {
 impl artifacts::HostWriter for JobState {
     async fn write(&mut self, writer: Resource<ArtifactWriter>, bytes: Vec<u8>) -> HostResult<()> {
         checked!(self, Capability::Artifacts, {
+            let limit = self.limits.artifact_bytes;
+            if self.artifact_bytes.saturating_add(bytes.len() as u64) > limit {
+                return Err(WitHostError::LimitExceeded(format!(
+                    "a job may write at most {limit} bytes to artifacts (jobs.maxArtifactBytes); {} are written",
+                    self.artifact_bytes
+                )));
+            }
             let writer = self.table.get_mut(&writer).map_err(stale_handle)?;
-            Ok(writer.0.write(&bytes).await?)
+            writer.sink.write(&bytes).await?;
+            self.artifact_bytes += bytes.len() as u64;
+            Ok(())
         })
     }
 
     async fn finish(&mut self, writer: Resource<ArtifactWriter>) -> HostResult<artifact_types::ArtifactInfo> {
         checked!(self, Capability::Artifacts, {
+            self.writers_open.remove(&writer.rep());
             let writer = self.table.get_mut(&writer).map_err(stale_handle)?;
-            Ok(artifact_info(writer.0.finish().await?))
+            writer.finished = true;
+            Ok(artifact_info(writer.sink.finish().await?))
         })
     }
 
     async fn drop(&mut self, writer: Resource<ArtifactWriter>) -> wasmtime::Result<()> {
-        self.table.delete(writer)?;
+        self.writers_open.remove(&writer.rep());
+        let mut writer = self.table.delete(writer)?;
+        if !writer.finished {
+            writer.sink.abandon().await;
+        }
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub use capability::{
     CONTRACT_PACKAGE, CONTRACT_VERSION, Capability, CapabilitySet, ImportKind, classify_import,
 };
 pub use component::{CompiledHandler, ComponentError};
+use config::capped;
 pub use config::{Limits, SandboxConfig};
 pub use host::ProgressObserver;
 pub use log::{JobLog, Level, LogLine, LogRecord, Source};
@@ -111,6 +112,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The most memory one job may be given (`max_job_memory`).
+    pub fn max_job_memory(&self) -> u64 {
+        self.config.max_job_memory
+    }
+
     /// Builds a sandbox with `config`.
     pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
         let engine = Engine::new(&config.wasmtime()).map_err(|e| SandboxError(format!("{e:#}")))?;
@@ -189,6 +195,9 @@ impl Sandbox {
             services: job.services,
             progress: None,
             observer: job.observer,
+            limits,
+            writers_open: Default::default(),
+            artifact_bytes: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -220,17 +229,20 @@ impl Sandbox {
                 OutcomeKind::ResultTooLarge { size: result.len() as u64, limit: limits.result_bytes as u64 }
             }
             Ended::Returned(Ok(Ok(result))) => OutcomeKind::Completed { result },
-            Ended::Returned(Ok(Err(wit::JobError::Retryable(message)))) => {
-                OutcomeKind::HandlerError { retryable: true, message }
-            }
-            Ended::Returned(Ok(Err(wit::JobError::Fatal(message)))) => {
-                OutcomeKind::HandlerError { retryable: false, message }
-            }
+            Ended::Returned(Ok(Err(wit::JobError::Retryable(message)))) => OutcomeKind::HandlerError {
+                retryable: true,
+                message: capped(message, limits.error_bytes, "jobs.maxErrorBytes"),
+            },
+            Ended::Returned(Ok(Err(wit::JobError::Fatal(message)))) => OutcomeKind::HandlerError {
+                retryable: false,
+                message: capped(message, limits.error_bytes, "jobs.maxErrorBytes"),
+            },
             Ended::Returned(Err(error)) => classify_error(&error, store.data(), &limits),
             Ended::TimedOut => OutcomeKind::Timeout { after_ms: limits.timeout.as_millis() as u64 },
             Ended::Cancelled => OutcomeKind::Cancelled,
         };
         let progress = store.data().progress.clone();
+        store.data_mut().abandon_writers().await;
         drop(store);
         finished(kind, usage, &log, progress)
     }

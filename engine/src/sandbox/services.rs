@@ -199,6 +199,9 @@ pub trait ArtifactSink: Send + Sync {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), HostError>;
     /// Seals the artifact.
     async fn finish(&mut self) -> Result<ArtifactInfo, HostError>;
+    /// Called when the guest drops the writer, or the job ends, before the
+    /// artifact was sealed: removes whatever was stored of it.
+    async fn abandon(&mut self) {}
 }
 
 /// Where the bytes of an existing artifact come from.

@@ -102,6 +102,10 @@ pub trait ArtifactStore {
         at: DateTime<Utc>,
     ) -> Result<ArtifactRecord, StoreError>;
 
+    /// Removes an unsealed artifact and its chunks (a writer abandoned
+    /// before it finished); a sealed one is refused and stays.
+    async fn discard_artifact(&self, id: &str) -> Result<(), StoreError>;
+
     /// An artifact, sealed or not.
     async fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
 

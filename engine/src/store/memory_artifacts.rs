@@ -35,6 +35,18 @@ impl ArtifactStore for MemoryStore {
         Ok(())
     }
 
+    async fn discard_artifact(&self, id: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.artifacts.unsealed(id)?;
+        state.artifacts.records.remove(id);
+        let range = (id.to_string(), 0)..=(id.to_string(), u32::MAX);
+        let chunks: Vec<_> = state.artifacts.chunks.range(range).map(|(key, _)| key.clone()).collect();
+        for key in chunks {
+            state.artifacts.chunks.remove(&key);
+        }
+        Ok(())
+    }
+
     async fn seal_artifact(
         &self,
         id: &str,

@@ -79,6 +79,17 @@ impl ArtifactStore for SqliteStore {
         .await
     }
 
+    async fn discard_artifact(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            unsealed(conn, &id)?;
+            conn.execute("DELETE FROM artifact_chunks WHERE artifact_id = ?1", [&id]).map_err(backend)?;
+            conn.execute("DELETE FROM artifacts WHERE id = ?1", [&id]).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn seal_artifact(
         &self,
         id: &str,

@@ -151,3 +151,31 @@ async fn a_guest_reads_only_its_principals_artifacts_unless_it_may_read_any() {
     }
     workers.shutdown(None).await;
 }
+
+#[tokio::test]
+async fn an_abandoned_writer_leaves_no_artifact_and_no_chunk() {
+    let (store, _dir) = sqlite();
+    let clock = Arc::new(SystemClock);
+    let artifacts = StoredArtifacts::new(store.clone(), clock.clone(), Arc::new(AllowAll));
+    let services = Services {
+        records: Arc::new(RecordsEngine::unrestricted(store.clone(), clock)),
+        artifacts: Arc::new(artifacts.clone()),
+    };
+    let (queue, _) =
+        harness::queue_with(store.clone(), QueueConfig::default(), Arc::new(AllowAll), services).await;
+    let workers = queue.start();
+    let ada = Principal::new("ada", &["admin"]);
+    // Started, a chunk stored, then left open when the job returns.
+    let job = queue.enqueue(&ada, NewJob::new("hostile", json!("abandon"))).await.unwrap();
+    assert_eq!(queue.wait_final(&job.id).await.unwrap().status, JobStatus::Completed);
+    // And a job that runs out of writers with a thousand held open.
+    let job = queue.enqueue(&ada, NewJob::new("hostile", json!("writers:1000"))).await.unwrap();
+    assert_eq!(queue.wait_final(&job.id).await.unwrap().status, JobStatus::Completed);
+    workers.shutdown(None).await;
+    let count = |sql: &'static str| {
+        let path = _dir.path().join("objectos.db");
+        rusqlite::Connection::open(path).unwrap().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    assert_eq!(count("SELECT count(*) FROM artifacts"), 0, "no artifact row is left");
+    assert_eq!(count("SELECT count(*) FROM artifact_chunks"), 0, "no chunk is left");
+}

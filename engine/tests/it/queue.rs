@@ -252,6 +252,10 @@ async fn bad_enqueues_are_refused_and_store_nothing() {
         (NewJob { fuel: Some(0), ..NewJob::new("noop", json!(1)) }, "`fuel` must be positive"),
         (NewJob { memory: Some(1024), ..NewJob::new("noop", json!(1)) }, "`memory` must be at least 1 MiB"),
         (
+            NewJob { memory: Some(10 << 40), ..NewJob::new("noop", json!(1)) },
+            "`memory` must be at most 268435456 bytes (the sandbox's cap)",
+        ),
+        (
             NewJob {
                 backoff: Some(Backoff { factor: 0.5, ..Backoff::default() }),
                 ..NewJob::new("noop", json!(1))

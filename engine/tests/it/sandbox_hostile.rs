@@ -151,3 +151,46 @@ async fn oversize_result_fails_the_run() {
     let outcome = sandbox().run(&hostile(), big).await;
     assert_eq!(outcome.kind, OutcomeKind::ResultTooLarge { size: 4, limit: 1 });
 }
+
+#[tokio::test]
+async fn a_guest_holds_at_most_its_share_of_open_artifact_writers() {
+    let mut many = job("writers:1000");
+    many.limits.artifact_writers = 16;
+    let outcome = sandbox().run(&hostile(), many).await;
+    let OutcomeKind::Completed { result } = &outcome.kind else { panic!("{:?}", outcome.kind) };
+    let (held, refusal) = serde_json::from_str::<String>(result)
+        .unwrap()
+        .split_once(':')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    assert_eq!(held, "16");
+    assert!(
+        refusal.contains("at most 16 artifact writers open at once (jobs.maxArtifactWriters)"),
+        "{refusal}"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_writes_at_most_its_artifact_bytes() {
+    let mut big = job("artifact-bytes:10485760");
+    big.limits.artifact_bytes = 1 << 20;
+    let outcome = sandbox().run(&hostile(), big).await;
+    let OutcomeKind::Completed { result } = &outcome.kind else { panic!("{:?}", outcome.kind) };
+    let result: String = serde_json::from_str(result).unwrap();
+    let (written, refusal) = result.split_once(':').unwrap();
+    assert_eq!(written, (1 << 20).to_string(), "every byte up to the limit, none past it");
+    assert!(refusal.contains("at most 1048576 bytes to artifacts (jobs.maxArtifactBytes)"), "{refusal}");
+}
+
+#[tokio::test]
+async fn long_errors_and_progress_messages_are_cut_naming_their_limit() {
+    let outcome = run("long-error:8000000").await;
+    let OutcomeKind::HandlerError { message, .. } = &outcome.kind else { panic!("{:?}", outcome.kind) };
+    assert!(message.len() < (64 << 10) + 100, "{} bytes kept", message.len());
+    assert!(message.ends_with("bytes cut at jobs.maxErrorBytes]"), "{}", &message[message.len() - 80..]);
+
+    let outcome = run("long-progress:1000000").await;
+    let progress = outcome.progress.unwrap();
+    assert!(progress.message.len() < (4 << 10) + 100, "{} bytes kept", progress.message.len());
+    assert!(progress.message.ends_with("bytes cut at jobs.maxProgressBytes]"));
+}

@@ -113,6 +113,49 @@ impl Guest for Hostile {
                 let info = writer.finish().map_err(|e| JobError::Fatal(format!("{e:?}")))?;
                 read_artifact(&info.id)
             }
+            // Opens writers and never finishes them, holding each: how many
+            // it got before a refusal (and the refusal), as `n:error`.
+            "writers" => {
+                let mut held = Vec::new();
+                for _ in 0..arg.parse::<usize>().unwrap() {
+                    match artifacts::create("held.bin", "application/octet-stream") {
+                        Ok(writer) => {
+                            writer.write(&[1; 1000]).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                            held.push(writer);
+                        }
+                        Err(e) => return Ok(format!("{:?}", format!("{}:{e:?}", held.len()))),
+                    }
+                }
+                Ok(format!("{:?}", format!("{}:", held.len())))
+            }
+            // Writes `arg` bytes to one artifact in 64 KiB pieces; the
+            // bytes written before a refusal, and the refusal.
+            "artifact-bytes" => {
+                let writer = artifacts::create("big.bin", "application/octet-stream")
+                    .map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                let (total, piece) = (arg.parse::<usize>().unwrap(), vec![7u8; 64 << 10]);
+                let mut written = 0;
+                while written < total {
+                    if let Err(e) = writer.write(&piece) {
+                        return Ok(format!("{:?}", format!("{written}:{e:?}")));
+                    }
+                    written += piece.len();
+                }
+                Ok(format!("{:?}", format!("{written}:")))
+            }
+            // Starts an artifact and returns without finishing it.
+            "abandon" => {
+                let writer = artifacts::create("left.bin", "application/octet-stream")
+                    .map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                writer.write(&vec![9u8; 300 << 10]).map_err(|e| JobError::Fatal(format!("{e:?}")))?;
+                std::mem::forget(writer);
+                Ok("null".into())
+            }
+            "long-error" => Err(JobError::Fatal("e".repeat(arg.parse().unwrap()))),
+            "long-progress" => {
+                progress::report(10, &"p".repeat(arg.parse().unwrap()));
+                Ok("null".into())
+            }
             // Reads any artifact by id: someone else's, for the ownership tests.
             "read-artifact" => read_artifact(arg),
             other => Err(JobError::Fatal(format!("unknown action {other}"))),
