@@ -33,7 +33,9 @@ pub enum RegistryError {
         source: ComponentError,
     },
     /// The name is not allowed.
-    #[error("`{0}` is not a valid handler name (letters, digits, `-`, `_`, `.`; at most 64)")]
+    #[error(
+        "`{0}` is not a valid handler name (letters, digits, `-`, `_`, `.`, starting with a letter or digit; at most 64)"
+    )]
     BadName(String),
     /// No handler has this name.
     #[error("unknown handler `{0}`")]
@@ -78,9 +80,11 @@ impl std::hash::Hasher for Sha256Hasher {
     }
 }
 
+/// A name starts with a letter or digit (so never `.`, `..` or a hidden
+/// file's name: it names a cache file and a URL path segment).
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 

@@ -533,6 +533,23 @@ fn every_error_status_has_the_one_shape() {
         ),
         ("bytes that are not wasm", server.upload("bad", ADMIN, b"hello"), 422, "invalid"),
         ("an oversize upload", server.upload("big", ADMIN, &vec![0u8; 2 << 20]), 413, "payload_too_large"),
+        // A built-in is the binary's: neither replaced (until a restart
+        // silently undid it) nor removed.
+        (
+            "replacing a built-in",
+            server.upload("backup", ADMIN, objectos_engine::examples::TEMPLATE),
+            403,
+            "forbidden",
+        ),
+        (
+            "removing a built-in",
+            server.call("DELETE", "/v1/handlers/data-cleanup", Some(ADMIN), None),
+            403,
+            "forbidden",
+        ),
+        ("a handler named `..`", server.upload("..", ADMIN, b"\0asm"), 422, "invalid"),
+        ("a handler named `.hidden`", server.upload(".hidden", ADMIN, b"\0asm"), 422, "invalid"),
+        ("a path in a handler name", server.upload("a%2Fb", ADMIN, b"\0asm"), 422, "invalid"),
     ];
     for (case, (status, body), expected, code) in cases {
         assert_eq!(status, expected, "{case}: {body}");

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::extract::RawBody;
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, deny};
 use crate::sandbox::CompiledHandler;
 use crate::store::HandlerRecord;
 
@@ -33,6 +33,22 @@ fn describe(record: &HandlerRecord, compiled: Option<&CompiledHandler>) -> Value
     })
 }
 
+/// Refuses (403, audited) to replace or remove a built-in handler: the
+/// binary installs its own version at every start, so a replacement would
+/// be undone silently, and a removal would break the jobs that use it.
+async fn refuse_builtin(state: &ApiState, caller: &Caller, method: &str, name: &str) -> Result<(), ApiError> {
+    if !crate::builtins::ALL.iter().any(|builtin| builtin.name == name) {
+        return Ok(());
+    }
+    let reason = format!(
+        "`{name}` is a built-in handler: this binary provides it, and it is neither replaced nor removed \
+         through the API (upload your own under another name)"
+    );
+    let route = format!("{method} /v1/handlers/{name}");
+    deny(state, caller, "handlers.upload", Some(&route), &format!("handlers/{name}"), &reason).await;
+    Err(ApiError::forbidden(reason))
+}
+
 /// `PUT /v1/handlers/{name}`: the body is a component's bytes. It is
 /// validated and compiled before it is accepted; the name then points at
 /// its version (201), or already did (200).
@@ -42,6 +58,7 @@ pub(super) async fn upload(
     Path(name): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    refuse_builtin(&state, &caller, "PUT", &name).await?;
     let registry = state.node.queue.registry();
     let before = registry.get(&name).await.ok().map(|record| record.sha256);
     let started = Instant::now();
@@ -78,6 +95,7 @@ pub(super) async fn remove(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_builtin(&state, &caller, "DELETE", &name).await?;
     if state.node.queue.registry().remove(&caller.principal, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
