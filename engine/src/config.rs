@@ -86,6 +86,29 @@ pub struct ApiConfig {
     /// The most bytes of jobs one page of `GET /v1/jobs` holds: a page
     /// stops early there (and says where the next starts). Default 16 MiB.
     pub max_page_bytes: usize,
+    /// Connections open at once; more wait to be accepted. Default 1024.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers. Default 10 s.
+    #[serde(deserialize_with = "span")]
+    pub header_timeout: Duration,
+    /// Time from a request's headers to its answer, a slow body included
+    /// (a streamed download is not bounded by it). Default 60 s.
+    #[serde(deserialize_with = "span")]
+    pub request_timeout: Duration,
+    /// The most bytes of request headers. Default 64 KiB.
+    pub max_header_bytes: usize,
+}
+
+impl ApiConfig {
+    /// The limits of the server's connections.
+    pub fn connection_limits(&self) -> crate::api::ConnectionLimits {
+        crate::api::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -96,6 +119,10 @@ impl Default for ApiConfig {
             max_body_bytes: 4 << 20,
             max_upload_bytes: 20 << 20,
             max_page_bytes: 16 << 20,
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 << 10,
         }
     }
 }

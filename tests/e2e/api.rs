@@ -52,6 +52,11 @@ impl Server {
     /// false, as on a first start: neither), a 1 MiB upload limit and 1 MiB
     /// pages of jobs.
     pub(crate) fn start(tokens: bool) -> Self {
+        Self::start_with(tokens, "")
+    }
+
+    /// [`Server::start`] with more `api` settings (YAML lines indented by two).
+    pub(crate) fn start_with(tokens: bool, api: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let permissions = dir.path().join("permissions");
         std::fs::create_dir_all(&permissions).unwrap();
@@ -60,7 +65,7 @@ impl Server {
             write_file(&permissions, "contacts.yaml", CONTACTS.as_bytes());
         }
         let mut config = format!(
-            "permissions: {}\napi:\n  maxUploadBytes: 1048576\n  maxPageBytes: 1048576\n",
+            "permissions: {}\napi:\n  maxUploadBytes: 1048576\n  maxPageBytes: 1048576\n{api}",
             permissions.display()
         );
         if tokens {
@@ -642,5 +647,64 @@ fn a_page_of_jobs_is_bounded_in_bytes_and_says_where_the_next_starts() {
     }
     assert_eq!(seen, (0..12).collect::<Vec<_>>(), "every job once, in order");
     assert!(pages >= 3, "1 MiB pages of 200 KiB jobs: {pages}");
+    server.stop();
+}
+
+/// Reads what the server sends on `stream` until it closes it (a server
+/// that never does fails the test after a minute).
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => answer,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => answer,
+        Err(e) => panic!("the server kept the connection open: {e}"),
+    }
+}
+
+#[test]
+fn slow_and_greedy_clients_are_cut_off_and_answered_in_the_error_shape() {
+    let mut server = Server::start_with(
+        true,
+        "  headerTimeout: 1s\n  requestTimeout: 2s\n  maxConnections: 8\n  maxHeaderBytes: 8192\n",
+    );
+    // Forty clients that never finish their headers: each is closed by the
+    // server (first the eight it accepts, then the rest as they free up).
+    let mut half_sent: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&server.address).unwrap();
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: slow\r\n").unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut half_sent {
+        let answer = read_to_close(stream);
+        assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "a half-sent request was served");
+    }
+    // Then the server still answers, and a body sent too slowly gets a 408.
+    assert_eq!(server.call("GET", "/healthz", None, None).0, 200);
+    let mut slow = TcpStream::connect(&server.address).unwrap();
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"name\":"
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut slow)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+
+    // 405 and 431 have the one error shape too.
+    let (status, body) = server.call("DELETE", "/v1/stats", Some(ADMIN), None);
+    assert_eq!((status, error_code(&body)), (405, "method_not_allowed"), "{body}");
+    let mut big = TcpStream::connect(&server.address).unwrap();
+    let padding = "x".repeat(10_000);
+    big.write_all(
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut big)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains(r#""code":"headers_too_large""#), "{answer}");
     server.stop();
 }

@@ -64,6 +64,29 @@ impl ApiError {
         )
     }
 
+    /// 405: the route exists, but not with this method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
+    }
+
+    /// 408: the request took longer than the server waits (a slow body).
+    pub fn timed_out(after: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request was not complete within {} s (api.requestTimeout)", after.as_secs()),
+        )
+    }
+
+    /// 431: the request's headers are larger than the server accepts.
+    pub fn headers_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request's headers are larger than {limit} bytes (api.maxHeaderBytes)"),
+        )
+    }
+
     /// 422: well-formed, but not acceptable (an unknown handler, an invalid option).
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)

@@ -23,6 +23,7 @@ mod openapi;
 mod records;
 mod routes;
 mod schedules;
+mod serve;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use serde_json::json;
 pub use auth::{Caller, Tokens};
 pub use error::ApiError;
 pub use routes::{Body, Route, RouteDoc};
+pub use serve::ConnectionLimits;
 
 use crate::node::Node;
 use crate::ownership::Scope;
@@ -57,11 +59,8 @@ impl Serving {
     /// Serves the API over `node`, accepting `tokens`, on `listener`.
     pub fn spawn(listener: tokio::net::TcpListener, node: Arc<Node>, tokens: Tokens) -> Self {
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(
-            axum::serve(listener, router(node, tokens))
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let limits = node.config.api.connection_limits();
+        let task = tokio::spawn(serve::serve(listener, router(node, tokens), limits, stop.clone()));
         Self { stop, task }
     }
 
@@ -93,7 +92,15 @@ pub fn router(node: Arc<Node>, tokens: Tokens) -> Router {
             .layer(DefaultBodyLimit::max(limit));
         router = router.route(route.doc.path, handler);
     }
-    router.fallback(not_found).with_state(state)
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} is not a method of {} (see /v1/openapi.json)",
+        request.method(),
+        request.uri().path()
+    ))
 }
 
 async fn not_found(request: Request) -> ApiError {
