@@ -127,7 +127,7 @@ fn main() {
             drop(store);
             let store = sqlite(&dir);
             let started = Instant::now();
-            match log::verify(&*store, &[]).await.unwrap() {
+            match log::verify(&*store, &[], false).await.unwrap() {
                 Verification::Valid { count, .. } => assert_eq!(count as usize, entries),
                 broken => panic!("{broken:?}"),
             }

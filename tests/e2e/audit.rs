@@ -72,3 +72,75 @@ fn audit_commands_list_export_checkpoint_and_catch_tampering() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a checkpoint"));
 }
+
+/// A data directory with a few audit entries (a schedule's changes).
+fn a_log(dir: &Path) -> std::path::PathBuf {
+    let data_dir = dir.join("data");
+    for args in
+        [&["add", "nightly", "--cron", "0 2 * * *", "--handler", "template"][..], &["pause", "nightly"]]
+    {
+        let out = objectos().arg("schedule").args(args).arg("--data-dir").arg(&data_dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    data_dir
+}
+
+fn verdict(data_dir: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let out = audit(data_dir, &[&["verify", "--json"][..], args].concat());
+    (out.status.code(), serde_json::from_str(&stdout(&out)).unwrap())
+}
+
+#[test]
+fn a_log_cut_short_at_its_start_is_caught_and_so_is_a_refiled_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = a_log(dir.path());
+    assert_eq!(verdict(&data_dir, &[]).0, Some(0));
+    // An operator kept a checkpoint of entry 2 (as `audit checkpoint` wrote it then).
+    let conn = rusqlite::Connection::open(data_dir.join("objectos.audit.db")).unwrap();
+    let second: String = conn.query_row("SELECT hash FROM audit_log WHERE seq = 2", [], |r| r.get(0)).unwrap();
+    let checkpoint_file = dir.path().join("early.checkpoint");
+    std::fs::write(&checkpoint_file, serde_json::json!({"seq": 2, "hash": second}).to_string()).unwrap();
+    assert_eq!(verdict(&data_dir, &["--checkpoint", checkpoint_file.to_str().unwrap()]).0, Some(0));
+
+    // Someone with the file deletes the oldest entries and marks the start
+    // as pruned, consistent with what is left; retention is off.
+    let (seq, hash): (i64, String) = conn
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1 OFFSET 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [seq]).unwrap();
+    conn.execute("UPDATE audit_head SET pruned_seq = ?1, pruned_hash = ?2", rusqlite::params![seq, hash])
+        .unwrap();
+    let (code, cut) = verdict(&data_dir, &[]);
+    assert_eq!((code, &cut["seq"]), (Some(3), &Value::from(1)), "{cut}");
+    assert!(cut["reason"].as_str().unwrap().contains("retention is off"), "{cut}");
+
+    // Even with retention on, a checkpoint from inside the cut proves it.
+    std::fs::write(dir.path().join("objectos.yaml"), "audit:\n  retention: 365d\n").unwrap();
+    let with_retention = |args: &[&str]| {
+        let out = objectos()
+            .args(["audit", "verify", "--json", "--config"])
+            .arg(dir.path().join("objectos.yaml"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap();
+        (out.status.code(), serde_json::from_str::<Value>(&stdout(&out)).unwrap())
+    };
+    let (code, inside) = with_retention(&["--checkpoint", checkpoint_file.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{inside}");
+    assert!(inside["reason"].as_str().unwrap().contains("inside the removed start"), "{inside}");
+    assert_eq!(with_retention(&[]).0, Some(0), "without a checkpoint, retention's start is accepted");
+
+    // An entry re-filed under another event, so `audit ls --event` misses it.
+    let last: i64 = conn.query_row("SELECT max(seq) FROM audit_log", [], |r| r.get(0)).unwrap();
+    conn.execute("UPDATE audit_log SET event = 'job.completed' WHERE seq = ?1", [last]).unwrap();
+    let (code, refiled) = with_retention(&[]);
+    assert_eq!((code, &refiled["seq"]), (Some(3), &Value::from(last)), "{refiled}");
+    assert!(
+        refiled["reason"].as_str().unwrap().contains("stored `event` does not match its bytes"),
+        "{refiled}"
+    );
+}

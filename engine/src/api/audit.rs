@@ -93,7 +93,8 @@ pub(super) async fn verify(
         })
         .collect::<Result<Vec<_>, _>>()?;
     caught_up(&state).await?;
-    Ok(Json(log::verify(&**state.node.queue.store(), &expect).await?.to_json()))
+    let retention_on = state.node.config.audit.retention.is_some();
+    Ok(Json(log::verify(&**state.node.queue.store(), &expect, retention_on).await?.to_json()))
 }
 
 /// `POST /v1/audit/checkpoint`: the current end of the chain, to keep and

@@ -99,7 +99,14 @@ impl Auditor {
                 match super::log::prune(&*self.store, before).await {
                     Ok(0) => {}
                     Ok(removed) => {
-                        tracing::info!(entries = removed, "pruned audit entries past their retention")
+                        // The operator's proof that this start was retention's.
+                        let start = self.store.audit_head().await.ok().and_then(|head| head.pruned);
+                        let checkpoint = start.map(|c| format!("{}:{}", c.seq, c.hash)).unwrap_or_default();
+                        tracing::info!(
+                            entries = removed,
+                            checkpoint,
+                            "pruned audit entries past their retention; keep the checkpoint to verify older ones"
+                        )
                     }
                     Err(error) => tracing::error!(%error, "pruning the audit log failed"),
                 }

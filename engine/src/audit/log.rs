@@ -5,7 +5,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::{Checkpoint, StoredEntry, Verification, Verifier};
+use super::{Checkpoint, StoredEntry, Verification, Verifier, check_pruned_start};
 use crate::store::{AuditQuery, Store, StoreError};
 
 /// Entries read per page.
@@ -28,21 +28,32 @@ pub async fn checkpoint(store: &dyn Store) -> Result<Checkpoint, StoreError> {
 }
 
 /// Recomputes the whole chain from the stored bytes, page by page: from the
-/// genesis or the checkpoint retention kept, to the head the store records
-/// (so entries removed from the end are found), reaching every checkpoint
-/// in `expect` with the hash it had.
-pub async fn verify(store: &dyn Store, expect: &[Checkpoint]) -> Result<Verification, StoreError> {
+/// genesis or the checkpoint retention kept (see [`check_pruned_start`]:
+/// with `retention_on` false a removed start is itself a cut), to the head
+/// the store records (so entries removed from the end are found), reaching
+/// every checkpoint in `expect` with the hash it had, and checking that the
+/// query columns stored beside each entry say what its bytes say.
+pub async fn verify(
+    store: &dyn Store,
+    expect: &[Checkpoint],
+    retention_on: bool,
+) -> Result<Verification, StoreError> {
     let head = store.audit_head().await?;
+    if let Some(broken) =
+        head.pruned.as_ref().and_then(|start| check_pruned_start(start, expect, retention_on))
+    {
+        return Ok(broken);
+    }
     let start = head.pruned.as_ref().map_or(0, |p| p.seq);
     // Entries appended after the head was read are left for the next run.
-    let page = |after: u64| AuditQuery::page(after, PAGE.min(head.seq.saturating_sub(after) as usize));
+    let page = |after: u64| PAGE.min(head.seq.saturating_sub(after) as usize);
     let mut verifier = Verifier::new(head.pruned.as_ref(), expect);
-    let mut current = if start < head.seq { store.audit_entries(page(start)).await? } else { Vec::new() };
+    let mut current = if start < head.seq { store.audit_rows(start, page(start)).await? } else { Vec::new() };
     // The next page is read while this one is checked.
-    while let Some(last) = current.last().map(|e| e.seq) {
+    while let Some(last) = current.last().map(|e| e.stored.seq) {
         let next =
-            async { if last < head.seq { store.audit_entries(page(last)).await } else { Ok(Vec::new()) } };
-        let check = tokio::task::spawn_blocking(move || verifier.push_page(&current).map(|()| verifier));
+            async { if last < head.seq { store.audit_rows(last, page(last)).await } else { Ok(Vec::new()) } };
+        let check = tokio::task::spawn_blocking(move || verifier.push_rows(&current).map(|()| verifier));
         let (next, checked) = tokio::join!(next, check);
         verifier = match checked.map_err(|e| StoreError::Backend(e.to_string()))? {
             Ok(verifier) => verifier,

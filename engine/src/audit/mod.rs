@@ -229,13 +229,14 @@ impl Verifier {
     /// is hashed on every core; the checks then run in order, and as each
     /// stored hash is confirmed before the next entry relies on it, the
     /// answer is the one a sequential pass gives.
-    pub fn push_page(&mut self, page: &[StoredEntry]) -> Result<(), Verification> {
-        let previous = |i: usize| if i == 0 { self.previous.as_str() } else { page[i - 1].hash.as_str() };
+    pub fn push_page<E: AsRef<StoredEntry> + Sync>(&mut self, page: &[E]) -> Result<(), Verification> {
+        let previous =
+            |i: usize| if i == 0 { self.previous.as_str() } else { page[i - 1].as_ref().hash.as_str() };
         let computed = parallel_map(page.len(), |i| {
-            let stored = &page[i];
+            let stored = page[i].as_ref();
             (numbered(&stored.bytes), link(previous(i), &stored.bytes))
         });
-        for (stored, (claimed, hash)) in page.iter().zip(computed) {
+        for (stored, (claimed, hash)) in page.iter().map(AsRef::as_ref).zip(computed) {
             let expected = self.seq + 1;
             let broken = |reason: String| Verification::Broken { seq: expected, reason };
             if stored.seq != expected {
@@ -264,6 +265,27 @@ impl Verifier {
         Ok(())
     }
 
+    /// [`push_page`](Self::push_page) for rows with their query columns,
+    /// which must say what each entry's bytes say: a column that differs
+    /// would hide the entry from, or misfile it in, `audit ls`.
+    pub fn push_rows(&mut self, rows: &[crate::store::AuditRow]) -> Result<(), Verification> {
+        let filed = parallel_map(rows.len(), |i| filed_as(&rows[i]));
+        match filed.iter().position(Option::is_some) {
+            None => self.push_page(rows),
+            Some(bad) => {
+                self.push_page(&rows[..bad])?;
+                let seq = rows[bad].stored.seq;
+                let column = filed[bad].unwrap_or_default();
+                Err(Verification::Broken {
+                    seq,
+                    reason: format!(
+                        "entry {seq}'s stored `{column}` does not match its bytes: `audit ls` would misfile it"
+                    ),
+                })
+            }
+        }
+    }
+
     /// The verdict once every stored entry has been pushed; `head` is the
     /// end the store records, which the entries must reach exactly.
     pub fn finish(self, head: Option<&Checkpoint>) -> Verification {
@@ -285,6 +307,108 @@ impl Verifier {
         let head = (seq > 0).then_some(Checkpoint { seq, hash: self.previous });
         Verification::Valid { count: self.count, head }
     }
+}
+
+impl AsRef<StoredEntry> for StoredEntry {
+    fn as_ref(&self) -> &StoredEntry {
+        self
+    }
+}
+
+impl AsRef<StoredEntry> for crate::store::AuditRow {
+    fn as_ref(&self) -> &StoredEntry {
+        &self.stored
+    }
+}
+
+/// The query columns as an entry's bytes give them.
+#[derive(serde::Deserialize)]
+struct Filed<'a> {
+    #[serde(borrow)]
+    at: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    actor: FiledActor<'a>,
+    #[serde(borrow)]
+    resource: std::borrow::Cow<'a, str>,
+    job: Option<FiledJob<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FiledActor<'a> {
+    #[serde(borrow)]
+    user_id: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FiledJob<'a> {
+    #[serde(borrow)]
+    job_id: std::borrow::Cow<'a, str>,
+}
+
+/// The first query column of `row` that its bytes do not bear out, if any
+/// (bytes that do not parse are the hash check's to report).
+fn filed_as(row: &crate::store::AuditRow) -> Option<&'static str> {
+    let filed: Filed<'_> = serde_json::from_slice(&row.stored.bytes).ok()?;
+    let at = DateTime::parse_from_rfc3339(&filed.at).ok().map(|at| at.timestamp_millis());
+    let job = filed.job.as_ref().map(|job| job.job_id.as_ref());
+    [
+        ("at", at == Some(row.at.timestamp_millis())),
+        ("event", filed.event == row.event),
+        ("user_id", filed.actor.user_id == row.user_id),
+        ("resource", filed.resource == row.resource),
+        ("job_id", job == row.job_id.as_deref()),
+    ]
+    .into_iter()
+    .find(|(_, agrees)| !agrees)
+    .map(|(column, _)| column)
+}
+
+/// What a log whose start was removed (retention keeps the last removed
+/// entry as `start`) proves, before its entries are checked: a broken
+/// verdict, or `None` to go on.
+///
+/// Whoever can write the database can delete a prefix and write such a
+/// marker, consistent with the entries left (the marker is just one of
+/// them). So: with retention off, a marker is itself the proof of a cut;
+/// and a checkpoint the operator kept from inside the removed prefix is
+/// accounted for only by also presenting the checkpoint of the marker
+/// itself, kept when retention logged it.
+pub fn check_pruned_start(
+    start: &Checkpoint,
+    expect: &[Checkpoint],
+    retention_on: bool,
+) -> Option<Verification> {
+    let n = start.seq;
+    if !retention_on {
+        return Some(Verification::Broken {
+            seq: 1,
+            reason: format!(
+                "entries 1 to {n} are gone and marked as pruned, but retention is off (audit.retention): \
+                 the log was cut short"
+            ),
+        });
+    }
+    if let Some(kept) = expect.iter().find(|c| c.seq == n && c.hash != start.hash) {
+        return Some(Verification::Broken {
+            seq: kept.seq,
+            reason: format!("the log's retained start (entry {n}) differs from the checkpoint taken of it"),
+        });
+    }
+    let acknowledged = expect.contains(start);
+    expect.iter().filter(|c| c.seq < n && !acknowledged).map(|c| c.seq).min().map(|inside| {
+        Verification::Broken {
+            seq: inside,
+            reason: format!(
+                "a checkpoint was taken at entry {inside}, inside the removed start (entries 1 to {n}): a \
+             retention prune and a cut look alike; pass the checkpoint {n}:{} logged when retention removed \
+             them to accept it",
+                start.hash
+            ),
+        }
+    })
 }
 
 /// Verifies stored entries in order: see [`Verifier`].
@@ -448,6 +572,30 @@ mod tests {
             "{result:?}"
         );
         assert!(is_valid(&verify(truncated, None, &[])), "without a checkpoint a prefix is a valid log");
+    }
+
+    #[test]
+    fn a_removed_start_is_a_cut_unless_retention_is_on_and_checkpoints_agree() {
+        let stored = log(5);
+        let start = Checkpoint { seq: 2, hash: stored[1].hash.clone() };
+        let broken = |v: Option<Verification>| match v {
+            Some(Verification::Broken { seq, reason }) => (seq, reason),
+            other => panic!("{other:?}"),
+        };
+        let (seq, reason) = broken(check_pruned_start(&start, &[], false));
+        assert_eq!(seq, 1);
+        assert!(reason.contains("retention is off"), "{reason}");
+        assert!(check_pruned_start(&start, &[], true).is_none());
+        let inside = Checkpoint { seq: 1, hash: stored[0].hash.clone() };
+        let (seq, reason) = broken(check_pruned_start(&start, std::slice::from_ref(&inside), true));
+        assert_eq!(seq, 1);
+        assert!(reason.contains("inside the removed start"), "{reason}");
+        assert!(
+            check_pruned_start(&start, &[inside, start.clone()], true).is_none(),
+            "the prune acknowledged"
+        );
+        let forged = Checkpoint { seq: 2, hash: GENESIS.into() };
+        assert!(broken(check_pruned_start(&start, &[forged], true)).1.contains("differs"));
     }
 
     #[test]

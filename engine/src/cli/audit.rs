@@ -34,6 +34,10 @@ pub struct AuditArgs {
     /// Work on this local data directory instead of a server.
     #[arg(long, value_name = "DIR", env = "OBJECTOS_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// With --data-dir: the server's config file, whose `audit.retention`
+    /// tells `verify` whether the log's start may have been removed.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     action: Action,
 }
@@ -144,13 +148,16 @@ fn when(text: &str) -> Result<DateTime<Utc>, String> {
 
 pub fn audit(args: AuditArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     match args.data_dir {
-        Some(dir) => local(args.action, dir, globals.json),
+        Some(dir) => local(args.action, dir, args.config, globals.json),
         None => remote(args.action, globals),
     }
 }
 
-fn local(action: Action, data_dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
-    let mut config = EngineConfig::default();
+fn local(action: Action, data_dir: PathBuf, config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut config = match config {
+        Some(path) => EngineConfig::from_file(&path)?,
+        None => EngineConfig::default(),
+    };
     config.apply_env(|name| std::env::var(name).ok())?;
     config.data_dir = data_dir;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -169,7 +176,8 @@ fn local(action: Action, data_dir: PathBuf, json: bool) -> anyhow::Result<ExitCo
             }
             Action::Verify { checkpoint } => {
                 let expect = read_checkpoints(&checkpoint)?;
-                let verdict = log::verify(&**store, &expect).await?.to_json();
+                let retention_on = node.config.audit.retention.is_some();
+                let verdict = log::verify(&**store, &expect, retention_on).await?.to_json();
                 return print_verdict(&verdict, expect.len(), json);
             }
             Action::Export { filter, out } => {

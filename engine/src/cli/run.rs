@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 /// Exit codes: 0 completed; 1 the command failed (bad file or flag);
 /// 2 usage; 10 retryable handler error; 11 fatal handler error; 12 trap
 /// (panic); 13 stack overflow; 14 out of fuel; 15 timeout; 16 memory limit;
-/// 17 capability denied; 18 invalid component; 19 result too large.
+/// 17 capability denied; 18 invalid component; 19 result too large;
+/// 21 the guest exited instead of returning.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     objectos run guest-sdk/examples/template --data '{\"name\":\"Ada\"}'\n  \
@@ -198,6 +199,7 @@ fn exit_code(kind: &OutcomeKind) -> u8 {
         OutcomeKind::InvalidComponent { .. } => 18,
         OutcomeKind::ResultTooLarge { .. } => 19,
         OutcomeKind::Cancelled => 20,
+        OutcomeKind::Exited { .. } => 21,
     }
 }
 

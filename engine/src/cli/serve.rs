@@ -197,7 +197,11 @@ impl Signals {
             tokio::select! {
                 _ = self.terminate.recv() => return "SIGTERM",
                 _ = self.interrupt.recv() => return "SIGINT",
-                _ = self.hangup.recv() => node.permissions.reload_logged("SIGHUP"),
+                _ = self.hangup.recv() => {
+                    let permissions = node.permissions.clone();
+                    // Off the runtime: reading the files blocks.
+                    let _ = tokio::task::spawn_blocking(move || permissions.reload_logged("SIGHUP")).await;
+                }
             }
         }
     }

@@ -190,7 +190,16 @@ pub fn is_set_file(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")
 }
 
+/// The largest permission set file read; a larger one is skipped.
+pub const MAX_SET_BYTES: u64 = 1 << 20;
+
 /// Every `*.yaml` and `*.yml` file of `dir`, parsed, in file-name order.
+///
+/// What no operator writes as a set is skipped with a warning rather than
+/// read: anything but a regular file (a FIFO would block the read for
+/// ever), a file over [`MAX_SET_BYTES`], and YAML nested past the parser's
+/// depth limit. A leading byte-order mark is ignored. Reading blocks: call
+/// this off the async runtime.
 pub fn load_dir(dir: &Path) -> Result<Vec<PermissionSet>, LoadError> {
     let fail = |path: &Path, message: String| LoadError { path: path.to_path_buf(), line: None, message };
     let entries = std::fs::read_dir(dir).map_err(|e| fail(dir, e.to_string()))?;
@@ -199,8 +208,26 @@ pub fn load_dir(dir: &Path) -> Result<Vec<PermissionSet>, LoadError> {
     paths.sort();
     let mut sets = Vec::with_capacity(paths.len());
     for path in paths {
+        let skip = |why: &str| tracing::warn!(file = %path.display(), "permission set skipped: {why}");
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                skip("not a regular file");
+                continue;
+            }
+            Ok(meta) if meta.len() > MAX_SET_BYTES => {
+                skip(&format!("larger than {MAX_SET_BYTES} bytes"));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail(&path, e.to_string())),
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, e.to_string()))?;
-        sets.push(PermissionSet::parse(&path, &text)?);
+        match PermissionSet::parse(&path, text.strip_prefix('\u{feff}').unwrap_or(&text)) {
+            Err(error) if error.message.contains("recursion limit exceeded") => {
+                skip("nested deeper than the YAML parser allows");
+            }
+            parsed => sets.push(parsed?),
+        }
     }
     Ok(sets)
 }

@@ -48,10 +48,18 @@ impl PermissionsDir {
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let changed = *permissions.seen.lock().unwrap_or_else(|e| e.into_inner()) != signature(&dir);
-                if changed {
-                    permissions.reload_logged("files changed");
-                }
+                // Files are read on a blocking thread: the API's requests
+                // never wait behind a slow disk or a strange file.
+                let permissions = permissions.clone();
+                let dir = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let changed =
+                        *permissions.seen.lock().unwrap_or_else(|e| e.into_inner()) != signature(&dir);
+                    if changed {
+                        permissions.reload_logged("files changed");
+                    }
+                })
+                .await;
             }
         }))
     }

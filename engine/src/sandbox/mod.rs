@@ -290,9 +290,12 @@ fn classify_error(error: &wasmtime::Error, state: &JobState, limits: &Limits) ->
         Some(trap) => {
             OutcomeKind::Trap { message: state.log.stderr_tail().unwrap_or_else(|| trap.to_string()) }
         }
-        // Not a trap: instantiation failed (for example a grant revoked
-        // between compile and run) or a host function failed.
-        None => OutcomeKind::InvalidComponent { message: format!("{error:#}") },
+        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => OutcomeKind::Exited { status: exit.0 },
+            // Not a trap: instantiation failed (for example a grant revoked
+            // between compile and run) or a host function failed.
+            None => OutcomeKind::InvalidComponent { message: format!("{error:#}") },
+        },
     }
 }
 

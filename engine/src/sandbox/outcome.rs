@@ -49,6 +49,13 @@ pub enum OutcomeKind {
         /// message), otherwise the trap itself.
         message: String,
     },
+    /// The guest exited its process (WASI `exit`) instead of returning from
+    /// `run`: there is no result, and the same code would exit again.
+    Exited {
+        /// The exit status WASI reported (0 or 1: WASI 0.2 tells only
+        /// success from failure).
+        status: i32,
+    },
     /// The job was cancelled while it ran.
     Cancelled,
     /// The component imports capabilities the job was not granted; it never ran.
@@ -100,6 +107,7 @@ impl OutcomeKind {
             | OutcomeKind::MemoryLimit { .. }
             | OutcomeKind::CapabilityDenied { .. }
             | OutcomeKind::InvalidComponent { .. }
+            | OutcomeKind::Exited { .. }
             | OutcomeKind::ResultTooLarge { .. } => Disposition::Fail,
             OutcomeKind::Cancelled => Disposition::Cancelled,
         }
@@ -115,6 +123,7 @@ impl OutcomeKind {
             OutcomeKind::MemoryLimit { .. } => "memory-limit",
             OutcomeKind::StackOverflow => "stack-overflow",
             OutcomeKind::Trap { .. } => "trap",
+            OutcomeKind::Exited { .. } => "exited",
             OutcomeKind::Cancelled => "cancelled",
             OutcomeKind::CapabilityDenied { .. } => "capability-denied",
             OutcomeKind::InvalidComponent { .. } => "invalid-component",
@@ -138,6 +147,9 @@ impl std::fmt::Display for OutcomeKind {
             OutcomeKind::MemoryLimit { limit } => write!(f, "memory limit: tried to grow past {limit} bytes"),
             OutcomeKind::StackOverflow => write!(f, "stack overflow: the wasm stack limit was reached"),
             OutcomeKind::Trap { message } => write!(f, "trap: {message}"),
+            OutcomeKind::Exited { status } => {
+                write!(f, "exited with status {status} instead of returning a result from `run`")
+            }
             OutcomeKind::Cancelled => write!(f, "cancelled"),
             OutcomeKind::CapabilityDenied { missing } => {
                 write!(

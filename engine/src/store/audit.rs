@@ -194,6 +194,10 @@ pub trait AuditStore {
     /// Stored entries matching `query`, by sequence number.
     async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<StoredEntry>, StoreError>;
 
+    /// Up to `limit` entries after sequence number `after`, each with the
+    /// query columns stored beside it, for verification to check.
+    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
+
     /// Removes the entries before the first one at or after `before`, at
     /// most `limit` of them, keeping the last one removed as the log's new
     /// start. Returns how many were removed.

@@ -75,6 +75,13 @@ impl AuditStore for MemoryStore {
             .collect())
     }
 
+    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let state = self.lock();
+        let rows = &state.audit.rows;
+        let start = rows.partition_point(|r| r.stored.seq <= after);
+        Ok(rows.iter_from(start).take(limit).cloned().collect())
+    }
+
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let audit = &mut state.audit;

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::StoreError;
-use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, JobFacts};
+use super::audit::{
+    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, JobFacts,
+};
 use super::records::timestamp;
 use super::sqlite::{SqliteStore, backend, event_from_row, parse, parse_optional, schedule_events_after};
 use super::sqlite_db::Migrations;
@@ -322,6 +324,35 @@ impl AuditStore for SqliteStore {
                 conn.prepare_cached(&sql)
                     .and_then(|mut stmt| stmt.query_map(params_from_iter(values), entry)?.collect())
                     .map_err(backend)
+            })
+            .await
+    }
+
+    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.audit
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT seq, bytes, hash, at, event, user_id, resource, job_id FROM audit_log
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![after as i64, limit as i64], |r| {
+                        // A stored time that does not parse matches no entry's.
+                        let at = r.get_ref(3)?.as_str()?;
+                        let at = DateTime::parse_from_rfc3339(at)
+                            .map_or(DateTime::<Utc>::MIN_UTC, |at| at.to_utc());
+                        Ok(AuditRow {
+                            stored: entry(r)?,
+                            at,
+                            event: r.get(4)?,
+                            user_id: r.get(5)?,
+                            resource: r.get(6)?,
+                            job_id: r.get(7)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(backend)
             })
             .await
     }

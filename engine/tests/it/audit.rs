@@ -164,7 +164,7 @@ async fn every_lifecycle_path_reaches_the_log_with_its_job_fields() {
     let handlers = AuditQuery { event: Some("handler.registered".into()), ..AuditQuery::page(0, 10) };
     assert_eq!(store.audit_entries(handlers).await.unwrap().len(), 3, "hostile, noop, tasks");
     let head = store.audit_head().await.unwrap();
-    assert_valid(log::verify(&*store, &[]).await.unwrap(), head.seq);
+    assert_valid(log::verify(&*store, &[], false).await.unwrap(), head.seq);
 }
 
 /// A small log on SQLite, and a second connection to its file to tamper with it.
@@ -211,7 +211,7 @@ fn set_row(conn: &Connection, seq: u64, bytes: &str, hash: &str) -> rusqlite::Re
 #[tokio::test]
 async fn any_single_byte_change_to_a_stored_entry_is_detected() {
     let (store, _dir, conn) = small_log().await;
-    assert_valid(log::verify(&*store, &[]).await.unwrap(), 3);
+    assert_valid(log::verify(&*store, &[], false).await.unwrap(), 3);
     let (mut detected, mut refused) = (0, 0);
     for seq in 1..=3 {
         let (bytes, hash) = row(&conn, seq);
@@ -230,7 +230,7 @@ async fn any_single_byte_change_to_a_stored_entry_is_detected() {
                     continue;
                 }
                 assert_eq!(
-                    broken_at(log::verify(&*store, &[]).await.unwrap()),
+                    broken_at(log::verify(&*store, &[], false).await.unwrap()),
                     seq,
                     "byte {at} of entry {seq}"
                 );
@@ -242,7 +242,7 @@ async fn any_single_byte_change_to_a_stored_entry_is_detected() {
             changed[at] = if changed[at] == b'0' { b'1' } else { b'0' };
             set_row(&conn, seq, &bytes, std::str::from_utf8(&changed).unwrap()).unwrap();
             assert!(
-                broken_at(log::verify(&*store, &[]).await.unwrap()) <= seq + 1,
+                broken_at(log::verify(&*store, &[], false).await.unwrap()) <= seq + 1,
                 "hash char {at} of entry {seq}"
             );
             detected += 1;
@@ -250,7 +250,7 @@ async fn any_single_byte_change_to_a_stored_entry_is_detected() {
         set_row(&conn, seq, &bytes, &hash).unwrap();
     }
     assert!(detected > 1000, "{detected} changes detected, {refused} refused by the database");
-    assert_valid(log::verify(&*store, &[]).await.unwrap(), 3);
+    assert_valid(log::verify(&*store, &[], false).await.unwrap(), 3);
 }
 
 #[tokio::test]
@@ -275,26 +275,26 @@ async fn deletion_reordering_and_truncation_are_detected() {
     };
 
     conn.execute("DELETE FROM audit_log WHERE seq = 2", []).unwrap();
-    assert_eq!(broken_at(log::verify(&*store, &[]).await.unwrap()), 2, "a deleted entry");
+    assert_eq!(broken_at(log::verify(&*store, &[], false).await.unwrap()), 2, "a deleted entry");
     restore(&conn);
 
     set_row(&conn, 1, &rows[1].0, &rows[1].1).unwrap();
     set_row(&conn, 2, &rows[0].0, &rows[0].1).unwrap();
-    assert_eq!(broken_at(log::verify(&*store, &[]).await.unwrap()), 1, "two entries swapped");
+    assert_eq!(broken_at(log::verify(&*store, &[], false).await.unwrap()), 1, "two entries swapped");
     restore(&conn);
 
     conn.execute("DELETE FROM audit_log WHERE seq = 3", []).unwrap();
     assert_eq!(
-        broken_at(log::verify(&*store, &[]).await.unwrap()),
+        broken_at(log::verify(&*store, &[], false).await.unwrap()),
         3,
         "the head still names the removed end"
     );
     // A forger who also rewinds the head leaves a shorter valid chain:
     // only a checkpoint kept elsewhere tells.
     conn.execute("UPDATE audit_head SET seq = 2, hash = ?1", [&rows[1].1]).unwrap();
-    assert_valid(log::verify(&*store, &[]).await.unwrap(), 2);
+    assert_valid(log::verify(&*store, &[], false).await.unwrap(), 2);
     assert_eq!(
-        broken_at(log::verify(&*store, std::slice::from_ref(&checkpoint)).await.unwrap()),
+        broken_at(log::verify(&*store, std::slice::from_ref(&checkpoint), false).await.unwrap()),
         3,
         "truncated"
     );
@@ -302,11 +302,11 @@ async fn deletion_reordering_and_truncation_are_detected() {
 
     let forged = Checkpoint { seq: 2, hash: rows[2].1.clone() };
     assert_eq!(
-        broken_at(log::verify(&*store, &[forged]).await.unwrap()),
+        broken_at(log::verify(&*store, &[forged], false).await.unwrap()),
         2,
         "a checkpoint with another hash"
     );
-    assert_valid(log::verify(&*store, &[checkpoint]).await.unwrap(), 3);
+    assert_valid(log::verify(&*store, &[checkpoint], false).await.unwrap(), 3);
 }
 
 /// The log's table as the first releases kept it, named `table`: an entry's
@@ -401,7 +401,7 @@ async fn a_log_kept_inside_an_older_database_moves_to_its_own_file_intact() {
     let store = reopen(&db);
     assert_eq!(store.audit_head().await.unwrap(), head);
     assert_eq!(store.audit_entries(AuditQuery::page(0, 100)).await.unwrap(), entries);
-    assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
+    assert_valid(log::verify(&store, &[], false).await.unwrap(), head.seq);
     assert_eq!(Auditor::new(Arc::new(store), "node-1").catch_up().await.unwrap(), 0, "nothing audited twice");
 }
 
@@ -431,5 +431,5 @@ async fn a_log_file_whose_query_columns_were_generated_keeps_its_entries_and_que
     assert_eq!(store.audit_entries(denied).await.unwrap().len(), 3, "queried by a stored column");
     let eve = AuditQuery { user_id: Some("eve".into()), ..AuditQuery::page(1, 100) };
     assert_eq!(store.audit_entries(eve).await.unwrap(), entries[1..], "and by another, paged");
-    assert_valid(log::verify(&store, &[]).await.unwrap(), head.seq);
+    assert_valid(log::verify(&store, &[], false).await.unwrap(), head.seq);
 }

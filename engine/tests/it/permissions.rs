@@ -180,3 +180,29 @@ fn an_empty_directory_grants_nothing() {
     assert!(!permissions.system(&admin, "jobs.read").allowed);
     assert_eq!(permissions.record_filter(&admin, "contacts", Action::Read), None::<Filter>);
 }
+
+#[test]
+fn strange_files_in_the_directory_are_skipped_and_never_block_a_load() {
+    let dir = tempfile::tempdir().unwrap();
+    // A set saved by an editor that writes a byte-order mark.
+    let set = "name: ops\nsystem:\n  profiles:\n    ops: [jobs.read]\n";
+    std::fs::write(dir.path().join("ops.yaml"), format!("\u{feff}{set}")).unwrap();
+    // A FIFO no one writes to: reading it would wait for ever.
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // A directory named like a set, a huge file and a deeply nested one.
+    std::fs::create_dir(dir.path().join("folder.yaml")).unwrap();
+    std::fs::write(dir.path().join("huge.yaml"), vec![b'#'; 2 << 20]).unwrap();
+    let deep = format!(
+        "name: deep\nobjectName: x\nprofiles:\n  p: {{ allowRead: true, viewFilters: {{ a: {}1{} }} }}\n",
+        "[".repeat(500),
+        "]".repeat(500)
+    );
+    std::fs::write(dir.path().join("deep.yaml"), deep).unwrap();
+
+    let permissions = PermissionsDir::open(dir.path()).expect("the strange files are skipped, not fatal");
+    assert_eq!(permissions.current().set_count(), 1, "only the set with a byte-order mark loads");
+    let ops = user("o", &["ops"], json!({}));
+    assert!(permissions.current().system(&ops, "jobs.read").allowed);
+    assert_eq!(permissions.reload().unwrap(), 1, "and again on reload");
+}

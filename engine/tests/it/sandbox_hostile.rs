@@ -194,3 +194,13 @@ async fn long_errors_and_progress_messages_are_cut_naming_their_limit() {
     assert!(progress.message.len() < (4 << 10) + 100, "{} bytes kept", progress.message.len());
     assert!(progress.message.ends_with("bytes cut at jobs.maxProgressBytes]"));
 }
+
+#[tokio::test]
+async fn a_guest_that_exits_is_reported_as_exiting_not_as_an_invalid_component() {
+    for (action, status) in [("exit:0", 0), ("exit:3", 1)] {
+        let outcome = run(action).await;
+        assert_eq!(outcome.kind, OutcomeKind::Exited { status }, "{action}");
+        assert_eq!(outcome.kind.disposition(), Disposition::Fail, "the same code would exit again");
+        assert!(outcome.kind.to_string().contains("instead of returning a result"), "{}", outcome.kind);
+    }
+}

@@ -983,7 +983,19 @@ async fn audit_retention_removes_a_prefix_and_keeps_its_checkpoint(store: Arc<dy
     let left: Vec<u64> =
         store.audit_entries(AuditQuery::page(0, 10)).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(left, [4, 5]);
-    assert!(matches!(audit::log::verify(&*store, &[]).await.unwrap(), Verification::Valid { count: 2, .. }));
+    let verify = |expect: Vec<Checkpoint>, retention_on| {
+        let store = store.clone();
+        async move { audit::log::verify(&*store, &expect, retention_on).await.unwrap() }
+    };
+    assert!(matches!(verify(vec![], true).await, Verification::Valid { count: 2, .. }));
+    // The same store read as if retention were off: the removed start is a cut.
+    assert!(matches!(verify(vec![], false).await, Verification::Broken { seq: 1, .. }));
+    // A checkpoint kept from inside the removed start proves nothing by
+    // itself; with the retained start's own checkpoint it is accounted for.
+    let first = Checkpoint { seq: 1, hash: "whatever an operator kept".into() };
+    assert!(matches!(verify(vec![first.clone()], true).await, Verification::Broken { seq: 1, .. }));
+    let retained = head.pruned.clone().unwrap();
+    assert!(matches!(verify(vec![first, retained], true).await, Verification::Valid { count: 2, .. }));
 }
 
 async fn audit_sources_read_each_outbox_after_its_cursor(store: Arc<dyn Store>) {
@@ -1023,7 +1035,7 @@ async fn concurrent_feeders_keep_one_chain(store: Arc<dyn Store>) {
         appended += run.await.unwrap();
     }
     assert_eq!(appended, 300, "each event once");
-    match audit::log::verify(&*store, &[]).await.unwrap() {
+    match audit::log::verify(&*store, &[], false).await.unwrap() {
         Verification::Valid { count, head } => assert_eq!((count, head.unwrap().seq), (300, 300)),
         broken => panic!("{broken:?}"),
     }

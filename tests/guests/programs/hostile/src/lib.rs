@@ -151,6 +151,10 @@ impl Guest for Hostile {
                 std::mem::forget(writer);
                 Ok("null".into())
             }
+            "exit" => std::process::exit(arg.parse().unwrap()),
+            // Recursion holding a large frame in linear memory: overflows the
+            // guest's own (shadow) stack rather than wasm's.
+            "deep" => Ok(deep(black_box(0)).to_string()),
             "long-error" => Err(JobError::Fatal("e".repeat(arg.parse().unwrap()))),
             "long-progress" => {
                 progress::report(10, &"p".repeat(arg.parse().unwrap()));
@@ -161,6 +165,15 @@ impl Guest for Hostile {
             other => Err(JobError::Fatal(format!("unknown action {other}"))),
         }
     }
+}
+
+#[inline(never)]
+fn deep(depth: u64) -> u64 {
+    let frame = black_box([depth as u8; 4096]);
+    if depth == u64::MAX {
+        return 0;
+    }
+    deep(depth + 1).wrapping_add(frame[(depth % 4096) as usize] as u64)
 }
 
 /// The whole of artifact `id`, as a JSON string.
