@@ -97,7 +97,8 @@ fn a_log_cut_short_at_its_start_is_caught_and_so_is_a_refiled_entry() {
     assert_eq!(verdict(&data_dir, &[]).0, Some(0));
     // An operator kept a checkpoint of entry 2 (as `audit checkpoint` wrote it then).
     let conn = rusqlite::Connection::open(data_dir.join("objectos.audit.db")).unwrap();
-    let second: String = conn.query_row("SELECT hash FROM audit_log WHERE seq = 2", [], |r| r.get(0)).unwrap();
+    let second: String =
+        conn.query_row("SELECT hash FROM audit_log WHERE seq = 2", [], |r| r.get(0)).unwrap();
     let checkpoint_file = dir.path().join("early.checkpoint");
     std::fs::write(&checkpoint_file, serde_json::json!({"seq": 2, "hash": second}).to_string()).unwrap();
     assert_eq!(verdict(&data_dir, &["--checkpoint", checkpoint_file.to_str().unwrap()]).0, Some(0));

@@ -686,6 +686,31 @@ impl Queue {
         Ok(all)
     }
 
+    /// Removes the unsealed artifacts whose job no longer runs: a writer
+    /// abandoned in this process removes its own, but one whose node was
+    /// killed mid-write leaves its chunks for this sweep (the worker pool
+    /// runs it every `maintenance_interval`). Returns how many it removed.
+    pub async fn discard_abandoned_artifacts(&self) -> Result<u64, QueueError> {
+        const PAGE: usize = 500;
+        let store = &self.inner.store;
+        let (mut after, mut discarded) = (String::new(), 0);
+        loop {
+            let page = store.unsealed_artifacts(&after, PAGE).await?;
+            for artifact in &page {
+                let running =
+                    store.get(&artifact.job_id).await?.is_some_and(|j| j.status == JobStatus::Running);
+                // Sealed meanwhile, or already gone: either way not abandoned.
+                if !running && store.discard_artifact(&artifact.id).await.is_ok() {
+                    discarded += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.id.clone(),
+                _ => return Ok(discarded),
+            }
+        }
+    }
+
     /// Deletes finished jobs older than the retention allows, in batches
     /// (each its own short write, so the queue never waits long behind it).
     /// Returns how many were deleted.

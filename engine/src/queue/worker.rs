@@ -172,6 +172,11 @@ async fn maintain(inner: Arc<Inner>, stopped: CancellationToken) {
             Ok(pruned) => tracing::info!(jobs = pruned, "pruned finished jobs past their retention"),
             Err(error) => tracing::error!(%error, "pruning finished jobs failed"),
         }
+        match queue.discard_abandoned_artifacts().await {
+            Ok(0) => {}
+            Ok(discarded) => tracing::info!(artifacts = discarded, "removed artifacts whose writer was lost"),
+            Err(error) => tracing::error!(%error, "removing abandoned artifacts failed"),
+        }
     }
 }
 

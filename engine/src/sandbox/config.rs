@@ -93,10 +93,16 @@ impl SandboxConfig {
             // Host frames (WASI, our host functions) run on the same fiber
             // stack; leave them room above the wasm limit.
             .async_stack_size(self.max_wasm_stack + (1 << 20))
+            // Deep enough to tell a guest's own stack running out (a deep
+            // recursion at an out-of-bounds access) from another fault.
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         config
     }
 }
+
+/// Frames kept of a trap's wasm backtrace.
+pub(crate) const BACKTRACE_FRAMES: usize = 128;
 
 /// The limits of one job run. Durations are wall clock; sizes are bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -287,6 +287,11 @@ fn classify_error(error: &wasmtime::Error, state: &JobState, limits: &Limits) ->
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => OutcomeKind::OutOfFuel { budget: limits.fuel },
         Some(Trap::StackOverflow) => OutcomeKind::StackOverflow,
+        // A guest's own stack lives in its linear memory (Rust and C keep
+        // their frames there), and running off its end is an out-of-bounds
+        // access, not a wasm stack overflow: told apart by what it looks
+        // like, a deep recursion of a few functions at the fault.
+        Some(Trap::MemoryOutOfBounds) if deep_recursion(error) => OutcomeKind::StackOverflow,
         Some(trap) => {
             OutcomeKind::Trap { message: state.log.stderr_tail().unwrap_or_else(|| trap.to_string()) }
         }
@@ -297,6 +302,21 @@ fn classify_error(error: &wasmtime::Error, state: &JobState, limits: &Limits) ->
             None => OutcomeKind::InvalidComponent { message: format!("{error:#}") },
         },
     }
+}
+
+/// Whether the trap's backtrace is a recursion as deep as it is kept
+/// (`BACKTRACE_FRAMES`) through at most four functions.
+fn deep_recursion(error: &wasmtime::Error) -> bool {
+    const DEEP: usize = config::BACKTRACE_FRAMES;
+    let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else { return false };
+    let frames = trace.frames();
+    if frames.len() < DEEP {
+        return false;
+    }
+    let mut functions: Vec<u32> = frames[..DEEP].iter().map(|frame| frame.func_index()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    functions.len() <= 4
 }
 
 /// The sandbox could not be built.

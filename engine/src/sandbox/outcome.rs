@@ -41,7 +41,9 @@ pub enum OutcomeKind {
         /// The limit in bytes.
         limit: u64,
     },
-    /// The guest exhausted its wasm stack (for example unbounded recursion).
+    /// The guest ran out of stack (for example unbounded recursion): the
+    /// wasm stack limit, or its own stack in linear memory, which running
+    /// off shows as a deep recursion ending in an out-of-bounds access.
     StackOverflow,
     /// The guest trapped: a panic, an abort, an invalid operation.
     Trap {
@@ -145,7 +147,7 @@ impl std::fmt::Display for OutcomeKind {
             OutcomeKind::OutOfFuel { budget } => write!(f, "out of fuel: used its whole budget of {budget}"),
             OutcomeKind::Timeout { after_ms } => write!(f, "timed out after {after_ms} ms"),
             OutcomeKind::MemoryLimit { limit } => write!(f, "memory limit: tried to grow past {limit} bytes"),
-            OutcomeKind::StackOverflow => write!(f, "stack overflow: the wasm stack limit was reached"),
+            OutcomeKind::StackOverflow => write!(f, "stack overflow: the guest's recursion ran out of stack"),
             OutcomeKind::Trap { message } => write!(f, "trap: {message}"),
             OutcomeKind::Exited { status } => {
                 write!(f, "exited with status {status} instead of returning a result from `run`")

@@ -106,6 +106,10 @@ pub trait ArtifactStore {
     /// before it finished); a sealed one is refused and stays.
     async fn discard_artifact(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Up to `limit` unsealed artifacts with an id after `after`, by id:
+    /// those being written, and those a node that died left behind.
+    async fn unsealed_artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError>;
+
     /// An artifact, sealed or not.
     async fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
 

@@ -47,6 +47,15 @@ impl ArtifactStore for MemoryStore {
         Ok(())
     }
 
+    async fn unsealed_artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let state = self.lock();
+        let later = state
+            .artifacts
+            .records
+            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
+        Ok(later.map(|(_, r)| r).filter(|r| r.sealed_at.is_none()).take(limit).cloned().collect())
+    }
+
     async fn seal_artifact(
         &self,
         id: &str,

@@ -90,6 +90,18 @@ impl ArtifactStore for SqliteStore {
         .await
     }
 
+    async fn unsealed_artifacts(&self, after: &str, limit: usize) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let after = after.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM artifacts WHERE id > ?1 AND sealed_at IS NULL ORDER BY id LIMIT ?2"
+            ))
+            .and_then(|mut stmt| stmt.query_map(params![after, limit as i64], record_from_row)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn seal_artifact(
         &self,
         id: &str,

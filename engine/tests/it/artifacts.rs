@@ -179,3 +179,47 @@ async fn an_abandoned_writer_leaves_no_artifact_and_no_chunk() {
     assert_eq!(count("SELECT count(*) FROM artifacts"), 0, "no artifact row is left");
     assert_eq!(count("SELECT count(*) FROM artifact_chunks"), 0, "no chunk is left");
 }
+
+#[tokio::test]
+async fn the_chunks_of_a_writer_lost_with_its_node_are_swept() {
+    use objectos_engine::store::ArtifactRecord;
+    let (store, _dir) = sqlite();
+    let (queue, _) = harness::queue(store.clone(), QueueConfig::default(), Arc::new(AllowAll)).await;
+    let ada = Principal::new("ada", &["admin"]);
+    // As a node killed mid-write leaves them: a row and a chunk, never sealed,
+    // for a job that no longer runs (here: one that never existed).
+    let lost = ArtifactRecord::new(
+        "art_lost".into(),
+        "x",
+        "text/plain",
+        "job_gone",
+        ["ada", "ada"],
+        chrono::Utc::now(),
+    );
+    store.create_artifact(lost).await.unwrap();
+    store.put_artifact_chunk("art_lost", 0, vec![1; 1000]).await.unwrap();
+    // And one whose job is running now: its writer is still at work.
+    let job = queue.enqueue(&ada, NewJob::new("hostile", json!("spin"))).await.unwrap();
+    let claim = objectos_engine::store::ClaimRequest {
+        now: queue.clock().now(),
+        limit: 1,
+        exclude: vec![],
+        owner: "test".into(),
+        lease_until: queue.clock().now() + chrono::Duration::seconds(30),
+    };
+    assert_eq!(store.claim(claim).await.unwrap().len(), 1);
+    let live = ArtifactRecord::new(
+        "art_live".into(),
+        "y",
+        "text/plain",
+        &job.id,
+        ["ada", "ada"],
+        chrono::Utc::now(),
+    );
+    store.create_artifact(live).await.unwrap();
+
+    assert_eq!(queue.discard_abandoned_artifacts().await.unwrap(), 1);
+    assert!(store.artifact("art_lost").await.unwrap().is_none());
+    assert!(store.artifact_chunk("art_lost", 0).await.unwrap().is_none(), "its chunks go with it");
+    assert!(store.artifact("art_live").await.unwrap().is_some(), "a running job's writer is left alone");
+}

@@ -204,3 +204,11 @@ async fn a_guest_that_exits_is_reported_as_exiting_not_as_an_invalid_component()
         assert!(outcome.kind.to_string().contains("instead of returning a result"), "{}", outcome.kind);
     }
 }
+
+#[tokio::test]
+async fn overflowing_the_guests_own_stack_is_a_stack_overflow() {
+    // Frames of 4 KiB in linear memory run off the guest's own stack
+    // (an out-of-bounds access) long before the wasm stack fills.
+    let outcome = run("deep").await;
+    assert_eq!(outcome.kind, OutcomeKind::StackOverflow);
+}
