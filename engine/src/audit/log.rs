@@ -48,12 +48,14 @@ pub async fn verify(
     // Entries appended after the head was read are left for the next run.
     let page = |after: u64| PAGE.min(head.seq.saturating_sub(after) as usize);
     let mut verifier = Verifier::new(head.pruned.as_ref(), expect);
-    let mut current = if start < head.seq { store.audit_rows(start, page(start)).await? } else { Vec::new() };
+    let mut current =
+        if start < head.seq { store.audit_filed(start, page(start)).await? } else { Vec::new() };
     // The next page is read while this one is checked.
     while let Some(last) = current.last().map(|e| e.stored.seq) {
-        let next =
-            async { if last < head.seq { store.audit_rows(last, page(last)).await } else { Ok(Vec::new()) } };
-        let check = tokio::task::spawn_blocking(move || verifier.push_rows(&current).map(|()| verifier));
+        let next = async {
+            if last < head.seq { store.audit_filed(last, page(last)).await } else { Ok(Vec::new()) }
+        };
+        let check = tokio::task::spawn_blocking(move || verifier.push_filed(&current).map(|()| verifier));
         let (next, checked) = tokio::join!(next, check);
         verifier = match checked.map_err(|e| StoreError::Backend(e.to_string()))? {
             Ok(verifier) => verifier,

@@ -265,17 +265,16 @@ impl Verifier {
         Ok(())
     }
 
-    /// [`push_page`](Self::push_page) for rows with their query columns,
-    /// which must say what each entry's bytes say: a column that differs
-    /// would hide the entry from, or misfile it in, `audit ls`.
-    pub fn push_rows(&mut self, rows: &[crate::store::AuditRow]) -> Result<(), Verification> {
-        let filed = parallel_map(rows.len(), |i| filed_as(&rows[i]));
-        match filed.iter().position(Option::is_some) {
+    /// [`push_page`](Self::push_page) for entries as the store filed them:
+    /// their query columns must say what their bytes say, since a column
+    /// that differs would hide the entry from, or misfile it in, `audit ls`.
+    pub fn push_filed(&mut self, rows: &[crate::store::FiledEntry]) -> Result<(), Verification> {
+        match rows.iter().position(|row| row.misfiled.is_some()) {
             None => self.push_page(rows),
             Some(bad) => {
                 self.push_page(&rows[..bad])?;
                 let seq = rows[bad].stored.seq;
-                let column = filed[bad].unwrap_or_default();
+                let column = rows[bad].misfiled.unwrap_or_default();
                 Err(Verification::Broken {
                     seq,
                     reason: format!(
@@ -315,12 +314,6 @@ impl AsRef<StoredEntry> for StoredEntry {
     }
 }
 
-impl AsRef<StoredEntry> for crate::store::AuditRow {
-    fn as_ref(&self) -> &StoredEntry {
-        &self.stored
-    }
-}
-
 /// The query columns as an entry's bytes give them.
 #[derive(serde::Deserialize)]
 struct Filed<'a> {
@@ -349,8 +342,9 @@ struct FiledJob<'a> {
 }
 
 /// The first query column of `row` that its bytes do not bear out, if any
-/// (bytes that do not parse are the hash check's to report).
-fn filed_as(row: &crate::store::AuditRow) -> Option<&'static str> {
+/// (bytes that do not parse are the hash check's to report): for a store
+/// that holds its rows in memory.
+pub(crate) fn misfiled(row: &crate::store::AuditRow) -> Option<&'static str> {
     let filed: Filed<'_> = serde_json::from_slice(&row.stored.bytes).ok()?;
     let at = DateTime::parse_from_rfc3339(&filed.at).ok().map(|at| at.timestamp_millis());
     let job = filed.job.as_ref().map(|job| job.job_id.as_ref());

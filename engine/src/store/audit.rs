@@ -127,6 +127,23 @@ impl AuditRow {
     }
 }
 
+/// An entry as verification reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiledEntry {
+    /// The entry as stored.
+    pub stored: StoredEntry,
+    /// The first stored query column (`at`, `event`, `user_id`,
+    /// `resource`, `job_id`) that differs from what the bytes say; `None`
+    /// if all agree (or the bytes do not parse: the hash check's to report).
+    pub misfiled: Option<&'static str>,
+}
+
+impl AsRef<StoredEntry> for FiledEntry {
+    fn as_ref(&self) -> &StoredEntry {
+        &self.stored
+    }
+}
+
 /// Entries chained onto a head, and the outbox positions they reach.
 #[derive(Debug, Clone)]
 pub struct AuditAppend {
@@ -195,8 +212,10 @@ pub trait AuditStore {
     async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<StoredEntry>, StoreError>;
 
     /// Up to `limit` entries after sequence number `after`, each with the
-    /// query columns stored beside it, for verification to check.
-    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
+    /// first query column stored beside it that its bytes do not bear out,
+    /// if any: verification's check of the index `audit_entries` filters
+    /// on. Each backend checks its own columns where they are.
+    async fn audit_filed(&self, after: u64, limit: usize) -> Result<Vec<FiledEntry>, StoreError>;
 
     /// Removes the entries before the first one at or after `before`, at
     /// most `limit` of them, keeping the last one removed as the log's new

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
+use super::audit::{
+    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, FiledEntry,
+};
 use super::memory::{MemoryStore, events_after};
 use super::memory_log::Log;
 use crate::audit::{Checkpoint, StoredEntry};
@@ -75,11 +77,15 @@ impl AuditStore for MemoryStore {
             .collect())
     }
 
-    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+    async fn audit_filed(&self, after: u64, limit: usize) -> Result<Vec<FiledEntry>, StoreError> {
         let state = self.lock();
         let rows = &state.audit.rows;
         let start = rows.partition_point(|r| r.stored.seq <= after);
-        Ok(rows.iter_from(start).take(limit).cloned().collect())
+        Ok(rows
+            .iter_from(start)
+            .take(limit)
+            .map(|row| FiledEntry { stored: row.stored.clone(), misfiled: crate::audit::misfiled(row) })
+            .collect())
     }
 
     async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {

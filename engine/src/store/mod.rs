@@ -35,7 +35,9 @@ use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
 
 pub use artifacts::{ArtifactRecord, ArtifactStore};
-pub use audit::{AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors};
+pub use audit::{
+    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, FiledEntry,
+};
 pub use memory::MemoryStore;
 pub use records::{
     AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::StoreError;
 use super::audit::{
-    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, JobFacts,
+    AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, FiledEntry, JobFacts,
 };
 use super::records::timestamp;
 use super::sqlite::{SqliteStore, backend, event_from_row, parse, parse_optional, schedule_events_after};
@@ -328,27 +328,34 @@ impl AuditStore for SqliteStore {
             .await
     }
 
-    async fn audit_rows(&self, after: u64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+    async fn audit_filed(&self, after: u64, limit: usize) -> Result<Vec<FiledEntry>, StoreError> {
         self.audit
             .read(move |conn| {
+                // The columns are compared where they are, by SQLite's own
+                // JSON reader: only the name of a column that disagrees
+                // crosses over.
                 conn.prepare_cached(
-                    "SELECT seq, bytes, hash, at, event, user_id, resource, job_id FROM audit_log
-                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT seq, bytes, hash, CASE
+                         WHEN NOT json_valid(bytes) THEN NULL
+                         WHEN at IS NOT json_extract(bytes, '$.at') THEN 'at'
+                         WHEN event IS NOT json_extract(bytes, '$.event') THEN 'event'
+                         WHEN user_id IS NOT json_extract(bytes, '$.actor.userId') THEN 'user_id'
+                         WHEN resource IS NOT json_extract(bytes, '$.resource') THEN 'resource'
+                         WHEN job_id IS NOT json_extract(bytes, '$.job.jobId') THEN 'job_id'
+                     END
+                     FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )
                 .and_then(|mut stmt| {
                     stmt.query_map(params![after as i64, limit as i64], |r| {
-                        // A stored time that does not parse matches no entry's.
-                        let at = r.get_ref(3)?.as_str()?;
-                        let at = DateTime::parse_from_rfc3339(at)
-                            .map_or(DateTime::<Utc>::MIN_UTC, |at| at.to_utc());
-                        Ok(AuditRow {
-                            stored: entry(r)?,
-                            at,
-                            event: r.get(4)?,
-                            user_id: r.get(5)?,
-                            resource: r.get(6)?,
-                            job_id: r.get(7)?,
-                        })
+                        let misfiled = match r.get_ref(3)?.as_str_or_null()? {
+                            None => None,
+                            Some("at") => Some("at"),
+                            Some("event") => Some("event"),
+                            Some("user_id") => Some("user_id"),
+                            Some("resource") => Some("resource"),
+                            Some(_) => Some("job_id"),
+                        };
+                        Ok(FiledEntry { stored: entry(r)?, misfiled })
                     })?
                     .collect()
                 })
