@@ -141,6 +141,11 @@ impl From<RegistryError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::internal(error.to_string())
+        if error.is_retryable() {
+            // Nothing was written: the client may send the same request again.
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", error.to_string())
+        } else {
+            ApiError::internal(error.to_string())
+        }
     }
 }

@@ -295,10 +295,6 @@ pub(crate) struct Inner {
     runners: Semaphore,
     /// Jobs running in this process: their cancel tokens and live progress.
     running: Mutex<HashMap<String, Running>>,
-    /// Cancels that arrived for a job this process claimed but had not yet
-    /// registered as running; it is stopped as soon as it registers. Always
-    /// locked after `running`.
-    early_cancels: Mutex<std::collections::HashSet<String>>,
     per_handler: Mutex<HashMap<String, usize>>,
     /// Set when a shutdown's grace ran out: every job still running, or
     /// about to, is given back rather than run.
@@ -333,7 +329,6 @@ impl Queue {
                 slots,
                 runners,
                 running: Mutex::new(HashMap::new()),
-                early_cancels: Mutex::new(Default::default()),
                 per_handler: Mutex::new(HashMap::new()),
                 releasing: Default::default(),
                 stats: metrics::Metrics::default(),
@@ -575,17 +570,11 @@ impl Queue {
         let job = match self.inner.store.cancel(id, self.inner.clock.now()).await? {
             Cancelled::Now(job) | Cancelled::AlreadyFinal(job) => job,
             Cancelled::Requested(job) => {
-                let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
-                match running.get(id) {
-                    Some(running) => running.cancel.cancel(),
-                    // Claimed but not yet registered: stop it when it registers.
-                    None => {
-                        self.inner
-                            .early_cancels
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(id.to_string());
-                    }
+                // Running here: stop it now. Running in another process, or
+                // claimed here but not yet registered: the next heartbeat
+                // of whoever holds the lease reads the request.
+                if let Some(running) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+                    running.cancel.cancel();
                 }
                 job
             }

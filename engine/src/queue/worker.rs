@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, Queue, Running, result_value};
-use crate::jobs::{Attempt, AttemptLog, Job};
+use crate::jobs::{Attempt, AttemptLog, Job, JobStatus};
 use crate::sandbox::{Disposition, JobRun, Limits, Outcome, OutcomeKind, Progress, ProgressObserver};
-use crate::store::{ClaimRequest, Claimed, Finish, FinishKind, Lease};
+use crate::store::{ClaimRequest, Claimed, Finish, FinishKind, Lease, Renewal, StoreError};
 
 /// The running worker pool. Stop it with [`Workers::stop`] or
 /// [`Workers::shutdown`].
@@ -137,10 +137,17 @@ async fn heartbeat(inner: Arc<Inner>, stopped: CancellationToken) {
             continue;
         }
         match inner.store.heartbeat(leases, inner.clock.now() + lease).await {
-            Ok(lost) => {
+            Ok(Renewal { lost, cancel_requested }) => {
                 let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
                 for id in lost {
                     tracing::warn!(job = %id, "lease lost (the job was rescued or changed elsewhere); stopping it");
+                    if let Some(job) = running.get(&id) {
+                        job.cancel.cancel();
+                    }
+                }
+                // A cancel made through another process (one made here
+                // has stopped the job already: cancelling twice is harmless).
+                for id in cancel_requested {
                     if let Some(job) = running.get(&id) {
                         job.cancel.cancel();
                     }
@@ -197,7 +204,7 @@ async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<F
         }
         let ids: Vec<(String, String)> =
             finishes.iter().map(|f| (f.job_id.clone(), f.job_name.clone())).collect();
-        match inner.store.finish(finishes, inner.clock.now()).await {
+        match finish_retrying(&inner, finishes).await {
             Ok(results) => {
                 for ((id, _), result) in ids.iter().zip(results) {
                     if let Err(error) = result {
@@ -220,6 +227,30 @@ async fn record_finishes(inner: Arc<Inner>, mut ended: mpsc::UnboundedReceiver<F
         inner.wake.notify_one();
         inner.bump();
     }
+}
+
+/// Records finishes, making the call again while the store says it may
+/// succeed (a busy database): the attempts ran, and their results are not
+/// to be lost to a moment's contention. The jobs keep their leases
+/// meanwhile; after the last try their leases lapse and they are rescued.
+async fn finish_retrying(
+    inner: &Inner,
+    finishes: Vec<Finish>,
+) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
+    let finishes: Arc<[Finish]> = finishes.into();
+    const TRIES: u32 = 10;
+    let mut pause = Duration::from_millis(50);
+    for _ in 1..TRIES {
+        match inner.store.finish(finishes.clone(), inner.clock.now()).await {
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, jobs = finishes.len(), ?pause, "recording results failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
+    inner.store.finish(finishes, inner.clock.now()).await
 }
 
 /// How many jobs to claim now: the free slots, but no more than the
@@ -360,7 +391,7 @@ async fn run_job(
             job.id.clone(),
             Running { cancel: cancel.clone(), lease_token, progress: None, released: releasing },
         );
-        if inner.early_cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.id) || releasing {
+        if releasing {
             cancel.cancel();
         }
     }

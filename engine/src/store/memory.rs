@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::memory_log::Log;
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
-    RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
+    Renewal, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
     finish_events, fire_applies, fire_decision, fire_key, fired_event, handler_event, lost_attempt,
     schedule_change_event, skipped_event,
 };
@@ -27,6 +27,7 @@ struct Held {
     token: u64,
     owner: String,
     until: DateTime<Utc>,
+    cancel_requested: bool,
 }
 
 #[derive(Default)]
@@ -251,7 +252,12 @@ impl Store for MemoryStore {
             let job = job.clone();
             state.leases.insert(
                 job.id.clone(),
-                Held { token, owner: request.owner.clone(), until: request.lease_until },
+                Held {
+                    token,
+                    owner: request.owner.clone(),
+                    until: request.lease_until,
+                    cancel_requested: false,
+                },
             );
             state.emit(event_for(
                 &job,
@@ -267,7 +273,7 @@ impl Store for MemoryStore {
 
     async fn finish(
         &self,
-        finishes: Vec<Finish>,
+        finishes: Arc<[Finish]>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
         // A finish applies only to a running job: its events are built
@@ -275,14 +281,14 @@ impl Store for MemoryStore {
         let events: Vec<_> = finishes.iter().map(|f| finish_events(f, JobStatus::Running, now)).collect();
         let mut state = self.lock();
         let mut results = Vec::with_capacity(finishes.len());
-        for (finish, events) in finishes.into_iter().zip(events) {
+        for (finish, events) in finishes.iter().zip(events) {
             let Some(&seq) = state.seq_of.get(&finish.job_id) else {
-                results.push(Err(StoreError::NotFound(finish.job_id)));
+                results.push(Err(StoreError::NotFound(finish.job_id.clone())));
                 continue;
             };
             let holds_lease = state.leases.get(&finish.job_id).is_some_and(|h| h.token == finish.lease_token);
             if !holds_lease || state.jobs[&seq].status != JobStatus::Running {
-                results.push(Err(StoreError::LeaseLost(finish.job_id)));
+                results.push(Err(StoreError::LeaseLost(finish.job_id.clone())));
                 continue;
             }
             state.leases.remove(&finish.job_id);
@@ -327,8 +333,8 @@ impl Store for MemoryStore {
             } else {
                 state.wait(seq, rank, run_at, now);
             }
-            if let Some(log) = finish.log {
-                state.logs.entry(finish.job_id).or_default().push(log);
+            if let Some(log) = &finish.log {
+                state.logs.entry(finish.job_id.clone()).or_default().push(log.clone());
             }
             results.push(Ok(status));
         }
@@ -343,6 +349,9 @@ impl Store for MemoryStore {
             return Ok(Cancelled::AlreadyFinal(job));
         }
         if job.status == JobStatus::Running {
+            if let Some(held) = state.leases.get_mut(id) {
+                held.cancel_requested = true;
+            }
             return Ok(Cancelled::Requested(job));
         }
         state.unwait(seq, &job);
@@ -368,16 +377,21 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Renewal, StoreError> {
         let mut state = self.lock();
-        let mut lost = Vec::new();
+        let mut renewal = Renewal::default();
         for lease in leases {
             match state.leases.get_mut(&lease.job_id) {
-                Some(held) if held.token == lease.token => held.until = held.until.max(until),
-                _ => lost.push(lease.job_id),
+                Some(held) if held.token == lease.token => {
+                    held.until = held.until.max(until);
+                    if held.cancel_requested {
+                        renewal.cancel_requested.push(lease.job_id);
+                    }
+                }
+                _ => renewal.lost.push(lease.job_id),
             }
         }
-        Ok(lost)
+        Ok(renewal)
     }
 
     async fn rescue(&self, request: RescueRequest) -> Result<Vec<Rescued>, StoreError> {

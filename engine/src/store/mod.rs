@@ -24,6 +24,8 @@ mod sqlite_db;
 mod sqlite_filter;
 mod sqlite_records;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -104,9 +106,21 @@ pub enum StoreError {
     /// The audit log grew past the head an append chained onto.
     #[error("the audit log moved on meanwhile; chain onto its new head")]
     AuditMoved,
+    /// The database is busy or out of reach; nothing was written, and the
+    /// same call may succeed later.
+    #[error("storage is unavailable for now: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("storage failed: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// Whether the call may succeed if made again unchanged (a busy or
+    /// lost database), as opposed to an answer or a failure that repeats.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// A job ready to be stored: the model plus its first event's details.
@@ -190,6 +204,15 @@ pub struct Lease {
     pub job_id: String,
     /// The token from the claim.
     pub token: u64,
+}
+
+/// What a heartbeat learned about the leases it renewed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Jobs no longer leased to the caller: stop them, record nothing.
+    pub lost: Vec<String>,
+    /// Jobs still leased whose cancel was requested: stop them as cancelled.
+    pub cancel_requested: Vec<String>,
 }
 
 /// Which running jobs to take back from workers that stopped.
@@ -318,17 +341,19 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
     /// that one only. Results (the status entered) are in the order given.
     async fn finish(
         &self,
-        finishes: Vec<Finish>,
+        finishes: Arc<[Finish]>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError>;
 
     /// Cancels a job: waiting jobs at once, running ones by request.
     async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Cancelled, StoreError>;
 
-    /// Extends the leases still held until `until`. Returns the jobs whose
-    /// lease is lost (rescued, cancelled or finished elsewhere): their
-    /// worker must stop them.
-    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// Extends the leases still held until `until`, and reports what the
+    /// worker must act on: leases lost (rescued or finished elsewhere) and
+    /// cancels requested through any handle on this store — another
+    /// process's included, so a cancel reaches the guest within one
+    /// heartbeat wherever it runs.
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Renewal, StoreError>;
 
     /// Takes back running jobs whose lease lapsed (see [`RescueRequest`]).
     /// A job with attempts left runs again at once (`job.rescued`), one

@@ -6,6 +6,7 @@
 //! behind the log's.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,8 +19,9 @@ pub(super) use super::sqlite_db::{backend, in_savepoint};
 use super::sqlite_records::emit;
 use super::{
     Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
-    RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for, finish_events,
-    fire_decision, fire_key, fired_event, handler_event, lost_attempt, schedule_change_event, skipped_event,
+    Renewal, RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for,
+    finish_events, fire_decision, fire_key, fired_event, handler_event, lost_attempt, schedule_change_event,
+    skipped_event,
 };
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
@@ -714,7 +716,7 @@ impl Store for SqliteStore {
 
     async fn finish(
         &self,
-        finishes: Vec<Finish>,
+        finishes: Arc<[Finish]>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
         self.write(move |conn| Ok(finishes.iter().map(|finish| finish_one(conn, finish, now)).collect()))
@@ -761,24 +763,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    async fn heartbeat(&self, leases: Vec<Lease>, until: DateTime<Utc>) -> Result<Renewal, StoreError> {
         self.write(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "UPDATE jobs SET lease_expires_at = max(lease_expires_at, ?3)
-                     WHERE id = ?1 AND lease_token = ?2 AND status = 'running'",
+                     WHERE id = ?1 AND lease_token = ?2 AND status = 'running'
+                     RETURNING cancel_requested",
                 )
                 .map_err(backend)?;
-            let mut lost = Vec::new();
+            let mut renewal = Renewal::default();
             for lease in leases {
-                let changed = stmt
-                    .execute(params![lease.job_id, lease.token as i64, millis(until)])
+                let cancel_requested: Option<bool> = stmt
+                    .query_row(params![lease.job_id, lease.token as i64, millis(until)], |r| r.get(0))
+                    .optional()
                     .map_err(backend)?;
-                if changed == 0 {
-                    lost.push(lease.job_id);
+                match cancel_requested {
+                    None => renewal.lost.push(lease.job_id),
+                    Some(true) => renewal.cancel_requested.push(lease.job_id),
+                    Some(false) => {}
                 }
             }
-            Ok(lost)
+            Ok(renewal)
         })
         .await
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, ErrorCode, Transaction, params};
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -137,13 +137,19 @@ impl Database {
             if let Err(StoreError::Backend(error)) = &result {
                 tracing::error!(%error, "a write failed in the database; rolling back its group");
             }
+            // The write that failed hears its own error, the others the
+            // group's (a rolled-back group is theirs to make again).
             let deliver: Delivery = Box::new(move |committed| {
-                let _ = reply.send(committed.and(result));
+                let _ = reply.send(if failed { result } else { committed.and(result) });
             });
             (failed, deliver)
         });
         self.writer.send(work).map_err(|_| backend("the database writer has stopped"))?;
-        answer.await.map_err(|_| backend("the write was not committed (see the engine log)"))?
+        // The work was dropped unrun: its transaction could not begin (the
+        // database stayed busy), so nothing was written.
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the write could not begin (see the engine log)".into()))?
     }
 
     /// Runs `f` on the reader's connection, off the async threads.
@@ -159,9 +165,35 @@ impl Database {
     }
 }
 
-pub(super) fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(error.to_string())
+/// A database failure as a [`StoreError`]: retryable when SQLite was busy
+/// (another process held the lock past the busy timeout).
+pub(super) fn backend(error: impl Failure) -> StoreError {
+    if error.busy() {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Backend(error.to_string())
+    }
 }
+
+/// What [`backend`] turns into a store error.
+pub(super) trait Failure: std::fmt::Display {
+    /// Whether the database was busy, so trying again may succeed.
+    fn busy(&self) -> bool {
+        false
+    }
+}
+
+impl Failure for rusqlite::Error {
+    fn busy(&self) -> bool {
+        matches!(self.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+    }
+}
+
+impl Failure for String {}
+impl Failure for &str {}
+impl Failure for tokio::task::JoinError {}
+impl Failure for std::io::Error {}
+impl Failure for std::string::FromUtf8Error {}
 
 fn open_connection(
     path: &Path,
@@ -289,7 +321,10 @@ fn write_loop(conn: Connection, work: mpsc::Receiver<Work>) {
             deliveries.push(deliver);
         }
         let committed = if failed {
-            Err(backend("a database error rolled back this write (see the engine log)"))
+            // The others' writes were sound: theirs may be made again.
+            Err(StoreError::Unavailable(
+                "another write's database error rolled back this one (see the engine log)".into(),
+            ))
         } else {
             control(&conn, "COMMIT")
         };

@@ -12,7 +12,7 @@ use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, Workers};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::CapabilitySet;
-use objectos_engine::store::{MemoryStore, SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::{Cancelled, MemoryStore, SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
 use crate::harness::{self, shared_sandbox};
@@ -200,6 +200,26 @@ async fn cancel_stops_a_running_guest() {
     let job = q.queue.wait_final(&id).await.unwrap();
     assert_eq!(job.status, JobStatus::Cancelled);
     assert_eq!(job.attempt_log[0].outcome, "cancelled");
+    check_path(&q.events_of(&id).await).unwrap();
+}
+
+#[tokio::test]
+async fn a_cancel_through_another_process_stops_the_guest_within_a_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Arc::new(SqliteStore::open(dir.path().join("q.db"), Durability::Normal).unwrap());
+    let config = QueueConfig::default();
+    let lease = config.lease;
+    let mut q = queue_with(open(), config, Arc::new(AllowAll)).await;
+    let id =
+        q.enqueue(NewJob { fuel: Some(u64::MAX / 2), timeout: Some(3_600_000), ..hostile("spin") }).await;
+    q.start();
+    q.queue.wait_until(&id, |j| j.status == JobStatus::Running).await.unwrap();
+    // Another process's store on the same file: it can only ask.
+    let other = open();
+    assert!(matches!(other.cancel(&id, Utc::now()).await.unwrap(), Cancelled::Requested(_)));
+    q.clock.advance(Duration::from_std(lease / 3).unwrap());
+    let job = q.queue.wait_final(&id).await.unwrap();
+    assert_eq!((job.status, job.attempt_log[0].outcome.as_str()), (JobStatus::Cancelled, "cancelled"));
     check_path(&q.events_of(&id).await).unwrap();
 }
 

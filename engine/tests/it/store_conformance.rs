@@ -24,7 +24,8 @@ use objectos_engine::store::{
 use objectos_engine::store::{ArtifactRecord, AuditAppend, AuditHead, AuditQuery, AuditRow, Cursors};
 use objectos_engine::store::{
     Cancelled, ClaimRequest, Finish, FinishKind, Fire, FireAction, FireOutcome, JobInsert, Lease,
-    MemoryStore, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError, sqlite::Durability,
+    MemoryStore, Renewal, RescueRequest, Rescued, ScheduleChange, SqliteStore, Store, StoreError,
+    sqlite::Durability,
 };
 use serde_json::json;
 
@@ -158,7 +159,10 @@ pub async fn unique_keys_allow_one_active_job(store: Arc<dyn Store>) {
 
     let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
     store
-        .finish(vec![finish("u1", claimed[0].lease_token, FinishKind::Complete { result: json!(1) })], t0())
+        .finish(
+            vec![finish("u1", claimed[0].lease_token, FinishKind::Complete { result: json!(1) })].into(),
+            t0(),
+        )
         .await
         .unwrap();
     put(&*store, vec![second]).await.expect("a finished job frees its key");
@@ -254,17 +258,17 @@ pub async fn a_stale_lease_cannot_finish(store: Arc<dyn Store>) {
     put(&*store, vec![job("j", "h", Priority::Normal, t0())]).await.unwrap();
     let claimed = store.claim(claim_request(t0(), 1)).await.unwrap();
     let token = claimed[0].lease_token;
-    let stale = store.finish(vec![finish("j", token + 1000, FinishKind::Fail)], t0()).await.unwrap();
+    let stale = store.finish(vec![finish("j", token + 1000, FinishKind::Fail)].into(), t0()).await.unwrap();
     assert_eq!(stale[0], Err(StoreError::LeaseLost("j".into())));
     let ok = store
-        .finish(vec![finish("j", token, FinishKind::Complete { result: json!({"ok": true}) })], t0())
+        .finish(vec![finish("j", token, FinishKind::Complete { result: json!({"ok": true}) })].into(), t0())
         .await
         .unwrap();
     assert_eq!(ok[0], Ok(JobStatus::Completed));
     let done = store.get("j").await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.result, Some(json!({"ok": true})));
-    let twice = store.finish(vec![finish("j", token, FinishKind::Fail)], t0()).await.unwrap();
+    let twice = store.finish(vec![finish("j", token, FinishKind::Fail)].into(), t0()).await.unwrap();
     assert_eq!(twice[0], Err(StoreError::LeaseLost("j".into())), "a finished job cannot be finished again");
     assert_eq!(store.get("j").await.unwrap().unwrap().status, JobStatus::Completed);
 }
@@ -282,7 +286,7 @@ pub async fn retry_waits_then_runs_again(store: Arc<dyn Store>) {
         lines: vec![LogLine { at_ms: 1, level: Level::Info, source: Source::Log, message: "hi".into() }],
         dropped_bytes: 0,
     });
-    assert_eq!(store.finish(vec![retry], t0()).await.unwrap()[0], Ok(JobStatus::Retrying));
+    assert_eq!(store.finish(vec![retry].into(), t0()).await.unwrap()[0], Ok(JobStatus::Retrying));
     let retried = store.get("r").await.unwrap().unwrap();
     assert_eq!(
         (retried.status, retried.run_at, retried.error.as_deref()),
@@ -298,7 +302,7 @@ pub async fn retry_waits_then_runs_again(store: Arc<dyn Store>) {
     assert_eq!(logs[0].lines[0].message, "hi");
     let mut second = finish("r", again[0].lease_token, FinishKind::Complete { result: json!(2) });
     second.attempt.number = 2;
-    assert_eq!(store.finish(vec![second], retry_at).await.unwrap()[0], Ok(JobStatus::Completed));
+    assert_eq!(store.finish(vec![second].into(), retry_at).await.unwrap()[0], Ok(JobStatus::Completed));
     let attempts = store.get("r").await.unwrap().unwrap().attempt_log;
     let outcomes: Vec<_> =
         attempts.iter().map(|a| (a.number, a.outcome.as_str(), a.error.as_deref())).collect();
@@ -319,7 +323,7 @@ pub async fn cancel_by_status(store: Arc<dyn Store>) {
     assert!(matches!(store.cancel("wait", t0()).await.unwrap(), Cancelled::AlreadyFinal(_)));
     assert_eq!(store.cancel("nope", t0()).await.unwrap_err(), StoreError::NotFound("nope".into()));
     let cancelled = store
-        .finish(vec![finish("run", claimed[0].lease_token, FinishKind::Cancel)], t0())
+        .finish(vec![finish("run", claimed[0].lease_token, FinishKind::Cancel)].into(), t0())
         .await
         .unwrap()
         .remove(0);
@@ -334,10 +338,16 @@ pub async fn events_are_gapless_and_form_valid_paths(store: Arc<dyn Store>) {
     let claimed = store.claim(claim_request(t0(), 2)).await.unwrap();
     let mut timeout = finish("a", claimed[0].lease_token, FinishKind::Retry { run_at: t0() });
     timeout.timed_out = true;
-    store.finish(vec![timeout, finish("b", claimed[1].lease_token, FinishKind::Fail)], t0()).await.unwrap();
+    store
+        .finish(vec![timeout, finish("b", claimed[1].lease_token, FinishKind::Fail)].into(), t0())
+        .await
+        .unwrap();
     let again = store.claim(claim_request(t0(), 1)).await.unwrap();
     store
-        .finish(vec![finish("a", again[0].lease_token, FinishKind::Complete { result: json!(null) })], t0())
+        .finish(
+            vec![finish("a", again[0].lease_token, FinishKind::Complete { result: json!(null) })].into(),
+            t0(),
+        )
         .await
         .unwrap();
 
@@ -445,13 +455,107 @@ pub async fn heartbeats_keep_a_lease_and_report_lost_ones(store: Arc<dyn Store>)
     let claimed = store.claim(claim_request(t0(), 2)).await.unwrap();
     let lease = |i: usize| Lease { job_id: claimed[i].job.id.clone(), token: claimed[i].lease_token };
     let stale = Lease { job_id: claimed[1].job.id.clone(), token: claimed[1].lease_token + 1000 };
-    let lost = store.heartbeat(vec![lease(0), stale], t0() + Duration::seconds(90)).await.unwrap();
-    assert_eq!(lost, [claimed[1].job.id.clone()], "a wrong token is a lost lease");
+    let renewal = store.heartbeat(vec![lease(0), stale], t0() + Duration::seconds(90)).await.unwrap();
+    assert_eq!(renewal.lost, [claimed[1].job.id.clone()], "a wrong token is a lost lease");
+    assert!(renewal.cancel_requested.is_empty());
     // At t0+60s the unrenewed lease (30 s) has lapsed; the renewed one holds.
     let rescued = store.rescue(rescue_at(t0() + Duration::seconds(60), None)).await.unwrap();
     assert_eq!(rescued, [Rescued { job_id: claimed[1].job.id.clone(), status: JobStatus::Retrying }]);
-    let lost = store.heartbeat(vec![lease(0), lease(1)], t0() + Duration::seconds(120)).await.unwrap();
-    assert_eq!(lost, [claimed[1].job.id.clone()], "a rescued job's old lease is lost");
+    let renewal = store.heartbeat(vec![lease(0), lease(1)], t0() + Duration::seconds(120)).await.unwrap();
+    assert_eq!(renewal.lost, [claimed[1].job.id.clone()], "a rescued job's old lease is lost");
+}
+
+// The tests below take two handles on one database, as two processes
+// sharing it have: what one writes, the other must act on.
+
+pub async fn a_cancel_through_another_handle_reaches_the_lease_holders_heartbeat(
+    worker: Arc<dyn Store>,
+    other: Arc<dyn Store>,
+) {
+    put(&*worker, vec![job("run", "h", Priority::Normal, t0()), job("also", "h", Priority::Normal, t0())])
+        .await
+        .unwrap();
+    let claimed = worker.claim(claim_request(t0(), 2)).await.unwrap();
+    let leases: Vec<Lease> =
+        claimed.iter().map(|c| Lease { job_id: c.job.id.clone(), token: c.lease_token }).collect();
+    assert!(matches!(other.cancel("run", t0()).await.unwrap(), Cancelled::Requested(_)));
+    let renewal = worker.heartbeat(leases.clone(), t0() + Duration::seconds(60)).await.unwrap();
+    assert_eq!(renewal, Renewal { lost: vec![], cancel_requested: vec!["run".into()] });
+    // The request stands until the attempt ends, and ends with it.
+    let renewal = worker.heartbeat(leases, t0() + Duration::seconds(60)).await.unwrap();
+    assert_eq!(renewal.cancel_requested, ["run"]);
+    worker
+        .finish(vec![finish("run", claimed[0].lease_token, FinishKind::Cancel)].into(), t0())
+        .await
+        .unwrap();
+    assert_eq!(other.get("run").await.unwrap().unwrap().status, JobStatus::Cancelled);
+}
+
+pub async fn racing_claimers_never_claim_one_job_twice(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    const JOBS: usize = 300;
+    let jobs = (0..JOBS).map(|i| job(&format!("j{i:03}"), "h", Priority::Normal, t0())).collect();
+    put(&*first, jobs).await.unwrap();
+    let claimer = |store: Arc<dyn Store>, owner: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            // Bounded: each round claims at least one job until none is left.
+            for _ in 0..JOBS {
+                let mut request = claim_request(t0(), 7);
+                request.owner = owner.into();
+                let claimed = store.claim(request).await.unwrap();
+                if claimed.is_empty() {
+                    break;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.job.id));
+                tokio::task::yield_now().await;
+            }
+            mine
+        })
+    };
+    let (a, b) = tokio::join!(claimer(first, "node-a"), claimer(second, "node-b"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut all: Vec<&String> = a.iter().chain(&b).collect();
+    all.sort();
+    let claimed = all.len();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (JOBS, JOBS), "every job claimed exactly once");
+}
+
+pub async fn outbox_reads_miss_nothing_while_two_writers_interleave(
+    first: Arc<dyn Store>,
+    second: Arc<dyn Store>,
+) {
+    const ROUNDS: usize = 40;
+    let writer = |store: Arc<dyn Store>, prefix: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let jobs =
+                    (0..3).map(|j| job(&format!("{prefix}-{i}-{j}"), "h", Priority::Normal, t0())).collect();
+                put(&*store, jobs).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let writers = [writer(first.clone(), "a"), writer(second, "b")];
+    // A reader following the outbox by cursor while both write: an event
+    // committed after the cursor passed its number would be missed for good.
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        for event in first.events(cursor, 50).await.unwrap() {
+            cursor = event.seq;
+            seen.push(event.job_id);
+        }
+        if done && first.events(cursor, 1).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    seen.sort();
+    let all = seen.len();
+    seen.dedup();
+    assert_eq!((all, seen.len()), (2 * ROUNDS * 3, 2 * ROUNDS * 3), "each enqueue's event read once");
 }
 
 pub async fn lapsed_leases_are_rescued_and_the_stale_worker_is_fenced_off(store: Arc<dyn Store>) {
@@ -469,12 +573,15 @@ pub async fn lapsed_leases_are_rescued_and_the_stale_worker_is_fenced_off(store:
     let second = store.claim(claim_request(later, 1)).await.unwrap().remove(0);
     assert_eq!(second.job.attempts, 2);
     let stale = store
-        .finish(vec![finish("r", first.lease_token, FinishKind::Complete { result: json!(1) })], later)
+        .finish(vec![finish("r", first.lease_token, FinishKind::Complete { result: json!(1) })].into(), later)
         .await
         .unwrap();
     assert_eq!(stale, [Err(StoreError::LeaseLost("r".into()))], "the first worker is fenced off");
     let fresh = store
-        .finish(vec![finish("r", second.lease_token, FinishKind::Complete { result: json!(2) })], later)
+        .finish(
+            vec![finish("r", second.lease_token, FinishKind::Complete { result: json!(2) })].into(),
+            later,
+        )
         .await
         .unwrap();
     assert_eq!(fresh, [Ok(JobStatus::Completed)]);
@@ -519,8 +626,10 @@ pub async fn a_release_gives_the_job_back_uncharged(store: Arc<dyn Store>) {
     put(&*store, vec![job("x", "h", Priority::Normal, t0())]).await.unwrap();
     let claimed = store.claim(claim_request(t0(), 1)).await.unwrap().remove(0);
     let later = t0() + Duration::seconds(5);
-    let released =
-        store.finish(vec![finish("x", claimed.lease_token, FinishKind::Release)], later).await.unwrap();
+    let released = store
+        .finish(vec![finish("x", claimed.lease_token, FinishKind::Release)].into(), later)
+        .await
+        .unwrap();
     assert_eq!(released, [Ok(JobStatus::Pending)]);
     let job = store.get("x").await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts, job.attempt_log.len()), (JobStatus::Pending, 0, 0));
@@ -538,7 +647,7 @@ pub async fn prune_deletes_only_finished_jobs_past_their_cutoff(store: Arc<dyn S
     let end = |i: usize, kind: FinishKind, at: DateTime<Utc>| {
         let store = store.clone();
         let (id, token) = (claimed[i].job.id.clone(), claimed[i].lease_token);
-        async move { store.finish(vec![finish(&id, token, kind)], at).await.unwrap() }
+        async move { store.finish(vec![finish(&id, token, kind)].into(), at).await.unwrap() }
     };
     let complete = || FinishKind::Complete { result: json!(null) };
     end(0, complete(), t0()).await;
@@ -716,7 +825,7 @@ pub async fn overlap_skip_waits_for_the_previous_run(store: Arc<dyn Store>) {
     // Once the previous run finished, the next fire runs.
     let claimed = store.claim(claim_request(t1, 1)).await.unwrap().remove(0);
     store
-        .finish(vec![finish("j1", claimed.lease_token, FinishKind::Complete { result: json!(1) })], t1)
+        .finish(vec![finish("j1", claimed.lease_token, FinishKind::Complete { result: json!(1) })].into(), t1)
         .await
         .unwrap();
     let s = store.schedule("s").await.unwrap().unwrap();
@@ -1080,9 +1189,10 @@ async fn artifacts_are_chunked_sealed_and_listed(store: Arc<dyn Store>) {
     assert_eq!(ids(store.artifacts(None, "", 1).await.unwrap()), ["art_1"]);
 }
 
-/// Runs every conformance test against a fresh store from `$make`.
+/// Runs every conformance test against a fresh store from `$make`, and the
+/// shared-database tests against two handles on one from `$pair`.
 macro_rules! conformance {
-    ($backend:ident, $make:expr) => {
+    ($backend:ident, $make:expr, $pair:expr) => {
         mod $backend {
             use super::*;
             conformance!(@tests $make;
@@ -1118,6 +1228,10 @@ macro_rules! conformance {
                 audit_sources_read_each_outbox_after_its_cursor,
                 concurrent_feeders_keep_one_chain,
                 artifacts_are_chunked_sealed_and_listed);
+            conformance!(@shared $pair;
+                a_cancel_through_another_handle_reaches_the_lease_holders_heartbeat,
+                racing_claimers_never_claim_one_job_twice,
+                outbox_reads_miss_nothing_while_two_writers_interleave);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {
@@ -1129,11 +1243,37 @@ macro_rules! conformance {
             }
         )*
     };
+    (@shared $pair:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let (first, second, _guard) = $pair;
+                super::$test(first, second).await;
+            }
+        )*
+    };
 }
 
-conformance!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
-conformance!(sqlite, {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap();
-    (Arc::new(store) as Arc<dyn Store>, dir)
+// One in-memory store is shared by cloning its handle.
+conformance!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()), {
+    let store = Arc::new(MemoryStore::new()) as Arc<dyn Store>;
+    (store.clone(), store, ())
 });
+conformance!(
+    sqlite,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap();
+        (Arc::new(store) as Arc<dyn Store>, dir)
+    },
+    {
+        // Two stores on one file: each its own writer and connections.
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Arc::new(SqliteStore::open(dir.path().join("objectos.db"), Durability::Normal).unwrap())
+                as Arc<dyn Store>
+        };
+        let first = open();
+        (first, open(), dir)
+    }
+);
