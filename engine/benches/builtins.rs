@@ -59,7 +59,7 @@ async fn seed(node: &Node, count: usize) {
                 record
             })
             .collect();
-        node.queue.store().insert_records("items", batch, &actor, Utc::now()).await.expect("seed");
+        node.store.insert_records("items", batch, &actor, Utc::now()).await.expect("seed");
     }
 }
 

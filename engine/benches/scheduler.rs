@@ -61,14 +61,14 @@ fn summary(label: &str, mut late_ms: Vec<i64>) {
 }
 
 /// The engine's parts over the database at `path`.
-async fn engine(path: &std::path::Path) -> (Queue, Arc<dyn Clock>) {
+async fn engine(path: &std::path::Path) -> (Queue, Arc<dyn Store>, Arc<dyn Clock>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path, Durability::Full).unwrap());
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::new().max_concurrent_jobs(64)).unwrap());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
     registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
     let queue = Queue::new(QueueParts {
-        store,
+        store: store.clone(),
         registry,
         sandbox,
         clock: clock.clone(),
@@ -76,7 +76,7 @@ async fn engine(path: &std::path::Path) -> (Queue, Arc<dyn Clock>) {
         services: Services::in_memory(),
         config: QueueConfig { concurrency: 64, ..Default::default() },
     });
-    (queue, clock)
+    (queue, store, clock)
 }
 
 /// Adds the schedules, then runs the measurement in a fresh process (so
@@ -93,8 +93,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("objectos.db");
     runtime.block_on(async {
-        let (queue, _) = engine(&path).await;
-        let scheduler = Scheduler::new(queue, SchedulerConfig::default());
+        let (queue, store, _) = engine(&path).await;
+        let scheduler = Scheduler::new(queue, store, SchedulerConfig::default());
         let started = Instant::now();
         let owner = Principal::new("bench", &["admin"]);
         let mut adding = tokio::task::JoinSet::new();
@@ -121,9 +121,9 @@ fn main() {
 async fn measure(path: &std::path::Path) {
     let minutes = env("MINUTES", 2);
     let baseline = memory("VmRSS:");
-    let (queue, clock) = engine(path).await;
+    let (queue, store, clock) = engine(path).await;
     let opened = memory("VmRSS:");
-    let scheduler = Scheduler::new(queue.clone(), SchedulerConfig::default());
+    let scheduler = Scheduler::new(queue.clone(), store, SchedulerConfig::default());
     let started = Instant::now();
     let count = scheduler.load().await.unwrap();
     println!(

@@ -19,7 +19,7 @@ use crate::permissions::Filter;
 use crate::principal::Principal;
 use crate::sandbox::{ArtifactInfo, ArtifactSink, ArtifactSource, ArtifactsService, HostError, OnConflict};
 use crate::store::records::timestamp;
-use crate::store::{Actor, Position, Record, RecordFind, RecordImport, Store, StoreError};
+use crate::store::{Actor, Position, Record, RecordFind, RecordImport, RecordStore, StoreError};
 
 /// A records file could not be used.
 #[derive(Debug, Error)]
@@ -51,7 +51,7 @@ fn loader() -> Actor {
 /// records) into `store`, as it is: no permission applies to the author's
 /// own data. Records without system fields get them (`id` numbered per
 /// object, `owner` the given user, timestamps now).
-pub async fn load_records(path: &Path, owner: &str, store: &dyn Store) -> Result<(), RecordsFileError> {
+pub async fn load_records(path: &Path, owner: &str, store: &dyn RecordStore) -> Result<(), RecordsFileError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| RecordsFileError::Io { path: path.into(), source })?;
     let format = |message: String| RecordsFileError::Format { path: path.into(), message };
@@ -93,7 +93,7 @@ pub async fn load_records(path: &Path, owner: &str, store: &dyn Store) -> Result
 }
 
 /// Every record in `store`, by object.
-async fn dump(store: &dyn Store) -> Result<BTreeMap<String, Vec<Record>>, StoreError> {
+async fn dump(store: &dyn RecordStore) -> Result<BTreeMap<String, Vec<Record>>, StoreError> {
     let mut objects = BTreeMap::new();
     for object in store.record_fields().await?.into_keys() {
         let mut records: Vec<Record> = Vec::new();
@@ -113,7 +113,7 @@ async fn dump(store: &dyn Store) -> Result<BTreeMap<String, Vec<Record>>, StoreE
 }
 
 /// Writes the records in `store` back to `path`, replacing it atomically.
-pub async fn save_records(path: &Path, store: &dyn Store) -> Result<(), RecordsFileError> {
+pub async fn save_records(path: &Path, store: &dyn RecordStore) -> Result<(), RecordsFileError> {
     let io = |source| RecordsFileError::Io { path: path.into(), source };
     let objects = dump(store)
         .await

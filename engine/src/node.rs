@@ -52,6 +52,8 @@ pub enum NodeError {
 
 /// A running engine's parts. The data directory stays locked while it lives.
 pub struct Node {
+    /// The database every part below keeps its state in.
+    pub store: Arc<dyn Store>,
     /// The queue (start its workers with [`Queue::start`]).
     pub queue: Queue,
     /// The scheduler (start its loop with [`Scheduler::start`]).
@@ -124,7 +126,7 @@ impl Node {
         let services = Services { records: records.clone(), artifacts: Arc::new(artifacts.clone()) };
         let auditor = Auditor::new(store.clone(), config.node_id.clone());
         let queue = Queue::new(QueueParts {
-            store,
+            store: store.clone(),
             registry,
             sandbox,
             clock,
@@ -132,8 +134,8 @@ impl Node {
             services,
             config: config.queue_config(),
         });
-        let scheduler = Scheduler::new(queue.clone(), config.scheduler_config());
-        Ok(Self { queue, scheduler, permissions, records, artifacts, auditor, config, _lock: lock })
+        let scheduler = Scheduler::new(queue.clone(), store.clone(), config.scheduler_config());
+        Ok(Self { store, queue, scheduler, permissions, records, artifacts, auditor, config, _lock: lock })
     }
 
     /// The sets in the configured directory. A missing default directory

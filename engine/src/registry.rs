@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::digest::{hex, sha256_hex};
 use crate::principal::Principal;
 use crate::sandbox::{CompiledHandler, ComponentError, Sandbox};
-use crate::store::{HandlerRecord, Store, StoreError};
+use crate::store::{HandlerRecord, HandlerStore, StoreError};
 
 /// Why a handler could not be registered or loaded.
 #[derive(Debug, Error)]
@@ -59,7 +59,7 @@ pub struct RegistryStats {
 
 /// Handlers by name, compiled once per version.
 pub struct Registry {
-    store: Arc<dyn Store>,
+    store: Arc<dyn HandlerStore>,
     sandbox: Arc<Sandbox>,
     clock: Arc<dyn Clock>,
     cache_dir: Option<PathBuf>,
@@ -92,7 +92,7 @@ impl Registry {
     /// A registry over `store`, compiling with `sandbox`, caching compiled
     /// code in `cache_dir` when given.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn HandlerStore>,
         sandbox: Arc<Sandbox>,
         clock: Arc<dyn Clock>,
         cache_dir: Option<PathBuf>,

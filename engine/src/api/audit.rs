@@ -56,7 +56,7 @@ pub(super) async fn list(
     QueryParams(filters): QueryParams<Filters>,
 ) -> Result<Json<Value>, ApiError> {
     caught_up(&state).await?;
-    let stored = state.node.queue.store().audit_entries(filters.query(100)).await?;
+    let stored = state.node.store.audit_entries(filters.query(100)).await?;
     let mut entries = Vec::with_capacity(stored.len());
     for entry in &stored {
         let parsed: AuditEntry =
@@ -94,14 +94,14 @@ pub(super) async fn verify(
         .collect::<Result<Vec<_>, _>>()?;
     caught_up(&state).await?;
     let retention_on = state.node.config.audit.retention.is_some();
-    Ok(Json(log::verify(&**state.node.queue.store(), &expect, retention_on).await?.to_json()))
+    Ok(Json(log::verify(&*state.node.store, &expect, retention_on).await?.to_json()))
 }
 
 /// `POST /v1/audit/checkpoint`: the current end of the chain, to keep and
 /// check later.
 pub(super) async fn checkpoint(State(state): State<ApiState>) -> Result<Json<Checkpoint>, ApiError> {
     caught_up(&state).await?;
-    Ok(Json(log::checkpoint(&**state.node.queue.store()).await?))
+    Ok(Json(log::checkpoint(&*state.node.store).await?))
 }
 
 /// `GET /v1/audit/export?…`: the selected entries as JSON Lines
@@ -111,7 +111,7 @@ pub(super) async fn export(
     QueryParams(filters): QueryParams<Filters>,
 ) -> Result<Response, ApiError> {
     caught_up(&state).await?;
-    let store = state.node.queue.store().clone();
+    let store = state.node.store.clone();
     let first = filters.query(1000);
     let pages = futures_util::stream::try_unfold(Some(first), move |query| {
         let store = store.clone();

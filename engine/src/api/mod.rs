@@ -176,7 +176,7 @@ async fn deny(
     let data = json!({"action": permission, "route": route, "reason": reason, "token": caller.token});
     let at = state.node.queue.clock().now();
     let event = AccessEvent::new(AccessEventType::PermissionDenied, &actor, resource.to_string(), data, at);
-    if let Err(error) = state.node.queue.store().record_access(event).await {
+    if let Err(error) = state.node.store.record_access(event).await {
         tracing::error!(%error, route, "could not record an API denial");
     }
 }

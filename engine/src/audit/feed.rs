@@ -17,7 +17,7 @@ use crate::principal::Principal;
 use crate::schedule::{ScheduleEvent, ScheduleEventType};
 use crate::store::audit::JobFacts;
 use crate::store::{
-    AccessEvent, AccessEventType, AuditAppend, AuditRow, AuditSources, Cursors, Store, StoreError,
+    AccessEvent, AccessEventType, AuditAppend, AuditRow, AuditSources, AuditStore, Cursors, StoreError,
 };
 
 /// Events read from each outbox per append. A busy node's quarter second
@@ -33,13 +33,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Appends the outboxes' new events to the audit log.
 #[derive(Clone)]
 pub struct Auditor {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     node_id: String,
 }
 
 impl Auditor {
     /// A feeder writing as node `node_id`.
-    pub fn new(store: Arc<dyn Store>, node_id: impl Into<String>) -> Self {
+    pub fn new(store: Arc<dyn AuditStore>, node_id: impl Into<String>) -> Self {
         Self { store, node_id: node_id.into() }
     }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 
 use super::{Checkpoint, StoredEntry, Verification, Verifier, check_pruned_start};
-use crate::store::{AuditQuery, Store, StoreError};
+use crate::store::{AuditQuery, AuditStore, StoreError};
 
 /// Entries read per page.
 pub const PAGE: usize = 10_000;
@@ -23,7 +23,7 @@ pub enum LogError {
 }
 
 /// The log's end as a checkpoint to keep elsewhere.
-pub async fn checkpoint(store: &dyn Store) -> Result<Checkpoint, StoreError> {
+pub async fn checkpoint(store: &dyn AuditStore) -> Result<Checkpoint, StoreError> {
     Ok(store.audit_head().await?.end())
 }
 
@@ -34,7 +34,7 @@ pub async fn checkpoint(store: &dyn Store) -> Result<Checkpoint, StoreError> {
 /// every checkpoint in `expect` with the hash it had, and checking that the
 /// query columns stored beside each entry say what its bytes say.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     expect: &[Checkpoint],
     retention_on: bool,
 ) -> Result<Verification, StoreError> {
@@ -70,7 +70,11 @@ pub async fn verify(
 /// means [`PAGE`]) as JSON Lines, one `{"seq", "hash", "entry"}` object
 /// each, the entry exactly as stored so the lines can be verified again.
 /// Returns how many were written.
-pub async fn export(store: &dyn Store, query: AuditQuery, out: &mut impl Write) -> Result<u64, LogError> {
+pub async fn export(
+    store: &dyn AuditStore,
+    query: AuditQuery,
+    out: &mut impl Write,
+) -> Result<u64, LogError> {
     scan(store, query, |stored| export_line(stored, out).map_err(LogError::from)).await
 }
 
@@ -84,7 +88,7 @@ pub fn export_line(stored: &StoredEntry, out: &mut impl Write) -> std::io::Resul
 /// Calls `f` on every entry `query` selects, in order, reading them a page
 /// (its `limit`; 0 means [`PAGE`]) at a time. Returns how many there were.
 pub async fn scan<E: From<StoreError>>(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     mut query: AuditQuery,
     mut f: impl FnMut(&StoredEntry) -> Result<(), E>,
 ) -> Result<u64, E> {
@@ -105,7 +109,7 @@ pub async fn scan<E: From<StoreError>>(
 
 /// Removes the entries older than `before` (a whole prefix), keeping a
 /// checkpoint where it ends. Returns how many were removed.
-pub async fn prune(store: &dyn Store, before: DateTime<Utc>) -> Result<u64, StoreError> {
+pub async fn prune(store: &dyn AuditStore, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let mut removed = 0;
     loop {
         match store.prune_audit(before, PAGE).await? {

@@ -164,7 +164,7 @@ fn local(action: Action, data_dir: PathBuf, config: Option<PathBuf>, json: bool)
     runtime.block_on(async move {
         let node = Node::open_beside(config)?;
         node.auditor.catch_up().await.context("appending new events to the audit log")?;
-        let store = node.queue.store();
+        let store = &node.store;
         match action {
             Action::Ls { filter, limit } => {
                 let stored = store.audit_entries(filter.query(limit)).await?;

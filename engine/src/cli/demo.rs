@@ -217,7 +217,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
     let fired = watch_fires(queue, &schedule.id, 3).await?;
     node.scheduler.pause(&ops, &Scope::Any, &schedule.id).await?;
     scheduler.stop().await;
-    let events = queue.store().events(0, 100_000).await?;
+    let events = node.store.events(0, 100_000).await?;
     for job in &fired {
         // The job's `job.scheduled` event records the fire time it was for;
         // the scheduler stores a job a moment ahead and it waits for its time.
@@ -266,7 +266,7 @@ async fn tour(config: EngineConfig) -> anyhow::Result<()> {
 /// chain verified from its stored bytes, over HTTP.
 async fn audit_step(node: &Node, server: &DemoServer) -> anyhow::Result<()> {
     node.auditor.catch_up().await?;
-    let store = node.queue.store();
+    let store = &node.store;
     let mut by_event = std::collections::BTreeMap::<String, u64>::new();
     let mut denial = None;
     log::scan(&**store, AuditQuery::default(), |stored| {
@@ -372,8 +372,7 @@ async fn records_under_permission(node: &Node, server: &DemoServer) -> anyhow::R
         );
     }
     let denials = node
-        .queue
-        .store()
+        .store
         .access_events(0, 100)
         .await?
         .iter()

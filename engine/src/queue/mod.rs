@@ -341,11 +341,6 @@ impl Queue {
         &self.inner.registry
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
     /// Starts the worker pool; jobs run until the returned handle is stopped.
     pub fn start(&self) -> Workers {
         worker::start(self.inner.clone())

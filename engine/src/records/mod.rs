@@ -36,7 +36,7 @@ use crate::sandbox::{
 use crate::store::records::{SYSTEM_FIELDS, object_resource, timestamp};
 use crate::store::{
     AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
-    RecordUpdate, Store, StoreError,
+    RecordStore, RecordUpdate, StoreError,
 };
 
 /// The page size when a query names none.
@@ -48,7 +48,7 @@ pub const MAX_WRITE: usize = 10_000;
 
 /// The records store under the permission engine.
 pub struct RecordsEngine {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RecordStore>,
     permissions: Arc<PermissionsDir>,
     clock: Arc<dyn Clock>,
 }
@@ -134,12 +134,12 @@ fn imported_system_fields(
 
 impl RecordsEngine {
     /// Records in `store`, under the sets in `permissions`.
-    pub fn new(store: Arc<dyn Store>, permissions: Arc<PermissionsDir>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn RecordStore>, permissions: Arc<PermissionsDir>, clock: Arc<dyn Clock>) -> Self {
         Self { store, permissions, clock }
     }
 
     /// Records in `store` with no restriction (local runs and tests).
-    pub fn unrestricted(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn unrestricted(store: Arc<dyn RecordStore>, clock: Arc<dyn Clock>) -> Self {
         Self::new(store, Arc::new(PermissionsDir::fixed(Permissions::unrestricted())), clock)
     }
 

@@ -28,7 +28,7 @@ use crate::jobs::Job;
 use crate::ownership::Scope;
 use crate::principal::Principal;
 use crate::queue::{Queue, QueueError};
-use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, StoreError};
+use crate::store::{Fire, FireAction, FireOutcome, ScheduleChange, ScheduleStore, StoreError};
 
 /// Why a schedule operation was refused. Nothing was stored.
 #[derive(Debug, Error)]
@@ -285,6 +285,7 @@ pub struct Scheduler {
 
 struct Inner {
     queue: Queue,
+    store: Arc<dyn ScheduleStore>,
     config: SchedulerConfig,
     index: Mutex<Index>,
     /// Woken when a change may have moved the earliest fire time.
@@ -350,11 +351,13 @@ const LOAD_PAGE: usize = 1000;
 const PIPELINE: usize = 16;
 
 impl Scheduler {
-    /// A scheduler enqueueing through `queue`. Call [`Scheduler::start`] to fire schedules.
-    pub fn new(queue: Queue, config: SchedulerConfig) -> Self {
+    /// A scheduler keeping its schedules in `store` and enqueueing through
+    /// `queue` (whose store it must be). Call [`Scheduler::start`] to fire schedules.
+    pub fn new(queue: Queue, store: Arc<dyn ScheduleStore>, config: SchedulerConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 queue,
+                store,
                 config,
                 index: Mutex::new(Index::default()),
                 wake: Notify::new(),
@@ -413,7 +416,7 @@ impl Scheduler {
         };
         let change =
             ScheduleChange { event: ScheduleEventType::Created, schedule, actor: caller.clone(), at: now };
-        let stored = self.inner.queue.store().change_schedule(change).await?;
+        let stored = self.inner.store.change_schedule(change).await?;
         self.hold(stored.clone());
         Ok(stored)
     }
@@ -531,7 +534,7 @@ impl Scheduler {
         at: DateTime<Utc>,
     ) -> Result<Schedule, ScheduleError> {
         let change = ScheduleChange { event, schedule, actor: caller.clone(), at };
-        let stored = self.inner.queue.store().change_schedule(change).await?;
+        let stored = self.inner.store.change_schedule(change).await?;
         if event != ScheduleEventType::Deleted {
             self.hold(stored.clone());
         }
@@ -540,13 +543,8 @@ impl Scheduler {
 
     /// One schedule within `scope`; another's is [`ScheduleError::Hidden`].
     pub async fn get(&self, scope: &Scope, id: &str) -> Result<Schedule, ScheduleError> {
-        let schedule = self
-            .inner
-            .queue
-            .store()
-            .schedule(id)
-            .await?
-            .ok_or_else(|| ScheduleError::NotFound(id.to_string()))?;
+        let schedule =
+            self.inner.store.schedule(id).await?.ok_or_else(|| ScheduleError::NotFound(id.to_string()))?;
         match scope.admits([schedule.owner.as_str()]) {
             true => Ok(schedule),
             false => Err(ScheduleError::Hidden(id.to_string())),
@@ -561,7 +559,7 @@ impl Scheduler {
         after: &str,
         limit: usize,
     ) -> Result<Vec<Schedule>, ScheduleError> {
-        Ok(self.inner.queue.store().schedules(scope.owner(), after, limit).await?)
+        Ok(self.inner.store.schedules(scope.owner(), after, limit).await?)
     }
 
     /// Every schedule within `scope`, by id.
@@ -582,7 +580,7 @@ impl Scheduler {
     /// [`Scheduler::start`]), a page at a time so loading 100,000 needs
     /// little more memory than holding them. Returns how many there are.
     pub async fn load(&self) -> Result<usize, ScheduleError> {
-        let store = self.inner.queue.store();
+        let store = &self.inner.store;
         // Changes made while the pages are read come again from the events
         // after this point; applying one twice is harmless.
         let cursor = store.last_schedule_event().await?;
@@ -608,7 +606,7 @@ impl Scheduler {
     /// Follows changes other processes made since the last look, from the
     /// store's schedule events.
     pub async fn sync(&self) -> Result<(), ScheduleError> {
-        let store = self.inner.queue.store();
+        let store = &self.inner.store;
         loop {
             let cursor = self.index().cursor;
             let events = store.schedule_events(cursor, 1000).await?;
@@ -622,7 +620,7 @@ impl Scheduler {
     }
 
     async fn reload(&self, id: &str) -> Result<(), ScheduleError> {
-        match self.inner.queue.store().schedule(id).await? {
+        match self.inner.store.schedule(id).await? {
             Some(schedule) => self.index().put(schedule),
             None => self.index().remove(id),
         }
@@ -656,7 +654,7 @@ impl Scheduler {
             let mut writes = Vec::new();
             for batch in taken.chunks(FIRE_BATCH) {
                 let fires = self.plan(batch, now).await;
-                let (store, sent) = (self.inner.queue.store().clone(), fires.clone());
+                let (store, sent) = (self.inner.store.clone(), fires.clone());
                 writes.push((batch, fires, tokio::spawn(async move { store.fire(sent).await })));
             }
             let mut failure = None;

@@ -84,7 +84,7 @@ pub(crate) fn writable<R: Borrow<ArtifactRecord>>(id: &str, record: Option<R>) -
 
 /// The artifacts' half of the storage trait.
 #[async_trait]
-pub trait ArtifactStore {
+pub trait ArtifactStore: Send + Sync + 'static {
     /// Stores a new, unsealed artifact.
     async fn create_artifact(&self, artifact: ArtifactRecord) -> Result<(), StoreError>;
 

@@ -197,7 +197,7 @@ impl AuditQuery {
 
 /// The audit log's half of the storage trait.
 #[async_trait]
-pub trait AuditStore {
+pub trait AuditStore: Send + Sync + 'static {
     /// The end of the log and the outbox positions it holds.
     async fn audit_head(&self) -> Result<AuditHead, StoreError>;
 

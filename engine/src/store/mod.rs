@@ -12,17 +12,8 @@
 pub mod artifacts;
 pub mod audit;
 pub mod memory;
-mod memory_artifacts;
-mod memory_audit;
-mod memory_log;
-mod memory_records;
 pub mod records;
 pub mod sqlite;
-mod sqlite_artifacts;
-mod sqlite_audit;
-mod sqlite_db;
-mod sqlite_filter;
-mod sqlite_records;
 
 use std::sync::Arc;
 
@@ -322,10 +313,10 @@ pub(crate) fn fire_key(schedule_id: &str, due: DateTime<Utc>) -> String {
     format!("{schedule_id}@{}", due.timestamp_millis())
 }
 
-/// The storage every engine node shares: jobs and schedules here, records
-/// in [`RecordStore`].
+/// Jobs: their lifecycle under leases, their events (the outbox) and
+/// attempt logs.
 #[async_trait]
-pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'static {
+pub trait JobStore: Send + Sync + 'static {
     /// Stores new jobs and their `job.enqueued` events, all or none. A unique
     /// key held by an active job running as the same user (or twice in the
     /// batch) refuses the batch: keys are unique per user jobs run as, so
@@ -386,7 +377,11 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
 
     /// Lifecycle events with a sequence number above `after`, oldest first.
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
+}
 
+/// Handler versions, by content, and the names pointing at them.
+#[async_trait]
+pub trait HandlerStore: Send + Sync + 'static {
     /// Stores a handler version (if new) and points `name` at it, with a
     /// `handler.registered` or `handler.uploaded` access event by `by` when
     /// the name is new or moves to another version.
@@ -416,7 +411,11 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
         by: &Principal,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
 
+/// Schedules, their fires and their events.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync + 'static {
     /// Applies a caller's change to a schedule with its event and returns
     /// the stored schedule (revision bumped). Refused with `ScheduleExists`,
     /// `ScheduleNotFound` or `ScheduleChanged`, writing nothing.
@@ -449,6 +448,14 @@ pub trait Store: RecordStore + AuditStore + ArtifactStore + Send + Sync + 'stati
     /// Schedule events with a sequence number above `after`, oldest first.
     async fn schedule_events(&self, after: u64, limit: usize) -> Result<Vec<ScheduleEvent>, StoreError>;
 }
+
+/// The storage every engine node shares: all of its parts. A consumer
+/// takes the narrowest part it needs; a backend implements each part and
+/// is a `Store` by the blanket impl.
+pub trait Store: JobStore + HandlerStore + ScheduleStore + RecordStore + AuditStore + ArtifactStore {}
+
+impl<T> Store for T where T: JobStore + HandlerStore + ScheduleStore + RecordStore + AuditStore + ArtifactStore
+{}
 
 /// The stored form of a change: the schedule as it will be after it, or
 /// the refusal. Backends call this with the schedule they hold now.

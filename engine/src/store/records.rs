@@ -298,7 +298,7 @@ pub fn object_resource(object: &str) -> String {
 /// Records, stored with the queue in every backend. Every write is one
 /// transaction with its [`AccessEvent`].
 #[async_trait]
-pub trait RecordStore: Send + Sync {
+pub trait RecordStore: Send + Sync + 'static {
     /// One page of `object`'s records matching the request, in order.
     async fn find_records(&self, object: &str, find: RecordFind) -> Result<Vec<Record>, StoreError>;
 

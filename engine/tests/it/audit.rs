@@ -96,7 +96,7 @@ async fn every_lifecycle_path_reaches_the_log_with_its_job_fields() {
         enqueue(NewJob { run_at: Some(manual.now() + Duration::hours(1)), ..NewJob::new("noop", json!(1)) })
             .await;
     queue.cancel(&Scope::Any, &cancelled).await.unwrap();
-    let scheduler = Scheduler::new(queue.clone(), SchedulerConfig::default());
+    let scheduler = Scheduler::new(queue.clone(), store.clone(), SchedulerConfig::default());
     let spec =
         ScheduleSpec { overlap: OverlapPolicy::Allow, ..ScheduleSpec::new("* * * * * *", "noop", json!(1)) };
     scheduler.add(&ada(), Some("every-second".into()), spec).await.unwrap();

@@ -125,7 +125,7 @@ impl World {
     pub(crate) async fn audit_of(&self, id: &str) -> Vec<AuditEntry> {
         self.node.auditor.catch_up().await.unwrap();
         let query = AuditQuery { job_id: Some(id.to_string()), ..AuditQuery::page(0, 1000) };
-        let entries = self.node.queue.store().audit_entries(query).await.unwrap();
+        let entries = self.node.store.audit_entries(query).await.unwrap();
         entries.iter().map(|e| serde_json::from_slice(&e.bytes).unwrap()).collect()
     }
 

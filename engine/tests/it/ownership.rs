@@ -10,7 +10,9 @@ use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, QueueConfig, QueueError};
 use objectos_engine::schedule::{ScheduleError, ScheduleSpec, Scheduler, SchedulerConfig};
-use objectos_engine::store::{ArtifactRecord, ArtifactStore, SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::{
+    ArtifactRecord, ArtifactStore, JobStore, ScheduleStore, SqliteStore, Store, sqlite::Durability,
+};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -62,8 +64,8 @@ async fn a_job_belongs_to_whom_it_runs_as_and_to_whom_enqueued_it() {
 #[tokio::test]
 async fn a_schedule_belongs_to_its_creator_who_also_owns_its_fires() {
     let store: Arc<dyn Store> = Arc::new(objectos_engine::store::MemoryStore::new());
-    let (queue, clock) = harness::queue(store, QueueConfig::default(), Arc::new(AllowAll)).await;
-    let scheduler = Scheduler::new(queue.clone(), SchedulerConfig::default());
+    let (queue, clock) = harness::queue(store.clone(), QueueConfig::default(), Arc::new(AllowAll)).await;
+    let scheduler = Scheduler::new(queue.clone(), store, SchedulerConfig::default());
     let (ops, bob) = (Principal::new("ops", &[]), Principal::new("bob", &[]));
     let spec = ScheduleSpec { run_as: Some(bob.clone()), ..ScheduleSpec::new("* * * * *", "noop", json!(1)) };
     let schedule = scheduler.add(&ops, None, spec).await.unwrap();
@@ -95,7 +97,7 @@ async fn an_upgraded_database_gives_its_rows_the_owner_they_run_as() {
         let (queue, _) = harness::queue(store.clone(), QueueConfig::default(), Arc::new(AllowAll)).await;
         let as_bob = NewJob { run_as: Some(Principal::new("bob", &[])), ..NewJob::new("noop", json!(1)) };
         queue.enqueue(&Principal::new("ops", &[]), as_bob).await.unwrap();
-        let scheduler = Scheduler::new(queue.clone(), SchedulerConfig::default());
+        let scheduler = Scheduler::new(queue.clone(), store.clone(), SchedulerConfig::default());
         scheduler
             .add(
                 &Principal::new("ada", &[]),

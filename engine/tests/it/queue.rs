@@ -12,7 +12,7 @@ use objectos_engine::principal::Principal;
 use objectos_engine::queue::{AllowAll, Policy, Queue, QueueConfig, QueueError, Workers};
 use objectos_engine::registry::Registry;
 use objectos_engine::sandbox::CapabilitySet;
-use objectos_engine::store::{Cancelled, MemoryStore, SqliteStore, Store, sqlite::Durability};
+use objectos_engine::store::{Cancelled, JobStore, MemoryStore, SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
 use crate::harness::{self, shared_sandbox};
@@ -33,6 +33,7 @@ impl Policy for GrantNothing {
 
 struct TestQueue {
     queue: Queue,
+    store: Arc<dyn Store>,
     clock: ManualClock,
     workers: Option<Workers>,
 }
@@ -42,8 +43,8 @@ fn ada() -> Principal {
 }
 
 async fn queue_with(store: Arc<dyn Store>, config: QueueConfig, policy: Arc<dyn Policy>) -> TestQueue {
-    let (queue, clock) = harness::queue(store, config, policy).await;
-    TestQueue { queue, clock, workers: None }
+    let (queue, clock) = harness::queue(store.clone(), config, policy).await;
+    TestQueue { queue, store, clock, workers: None }
 }
 
 async fn memory_queue(config: QueueConfig) -> TestQueue {
@@ -60,7 +61,7 @@ impl TestQueue {
     }
 
     async fn events_of(&self, id: &str) -> Vec<objectos_engine::jobs::JobEvent> {
-        let events = self.queue.store().events(0, 10_000).await.unwrap();
+        let events = self.store.events(0, 10_000).await.unwrap();
         events.into_iter().filter(|e| e.job_id == id).collect()
     }
 }
@@ -84,7 +85,7 @@ async fn priority_order_with_concurrency_one() {
     for id in &ids {
         assert_eq!(q.queue.wait_final(id).await.unwrap().status, JobStatus::Completed);
     }
-    let events = q.queue.store().events(0, 1000).await.unwrap();
+    let events = q.store.events(0, 1000).await.unwrap();
     let started: Vec<String> = events
         .iter()
         .filter(|e| e.event.as_str() == "job.started")
@@ -458,7 +459,7 @@ async fn a_job_whose_worker_died_is_rescued_and_run_again() {
         owner: "node-that-died".into(),
         lease_until: now + Duration::seconds(30),
     };
-    assert_eq!(q.queue.store().claim(request).await.unwrap().len(), 1);
+    assert_eq!(q.store.claim(request).await.unwrap().len(), 1);
     q.start();
     assert!(q.queue.rescue_lapsed().await.unwrap().is_empty(), "the lease has not lapsed yet");
     q.clock.advance(Duration::seconds(31));
@@ -486,7 +487,7 @@ async fn a_starting_pool_takes_back_jobs_its_node_left_running() {
         owner: "node-7".into(),
         lease_until: now + Duration::hours(1),
     };
-    q.queue.store().claim(request).await.unwrap();
+    q.store.claim(request).await.unwrap();
     // The previous run of node-7 is gone: no need to wait out the lease.
     let workers = q.queue.start();
     let job = q.queue.wait_final(&id).await.unwrap();

@@ -29,12 +29,14 @@ fn t0() -> DateTime<Utc> {
 struct Fixture {
     scheduler: Scheduler,
     queue: Queue,
+    store: Arc<dyn Store>,
     clock: ManualClock,
 }
 
 async fn fixture_on(store: Arc<dyn Store>) -> Fixture {
-    let (queue, clock) = harness::queue(store, QueueConfig::default(), Arc::new(AllowAll)).await;
-    Fixture { scheduler: Scheduler::new(queue.clone(), SchedulerConfig::default()), queue, clock }
+    let (queue, clock) = harness::queue(store.clone(), QueueConfig::default(), Arc::new(AllowAll)).await;
+    let scheduler = Scheduler::new(queue.clone(), store.clone(), SchedulerConfig::default());
+    Fixture { scheduler, queue, store, clock }
 }
 
 async fn fixture() -> Fixture {
@@ -110,7 +112,7 @@ async fn a_seconds_schedule_fires_on_time_and_links_its_jobs() {
     assert_eq!(report.fired[0].due, t0() + Duration::seconds(10));
     let job = &f.jobs_of("tick").await[0];
     assert_eq!((job.status, job.max_retries, job.name.as_str()), (JobStatus::Pending, 0, "noop"));
-    let events = f.queue.store().events(0, 100).await.unwrap();
+    let events = f.store.events(0, 100).await.unwrap();
     let fired = events.iter().find(|e| e.job_id == job.id).unwrap();
     assert_eq!(fired.event.as_str(), "job.scheduled");
     assert_eq!(fired.data["scheduleId"], "tick");
@@ -143,7 +145,7 @@ async fn after_an_outage_run_once_fires_once_and_skip_fires_none() {
             "both continue on time"
         );
     }
-    let skipped = f.queue.store().schedule_events(0, 100).await.unwrap().pop().unwrap();
+    let skipped = f.store.schedule_events(0, 100).await.unwrap().pop().unwrap();
     assert_eq!((skipped.event, skipped.schedule_id.as_str()), (ScheduleEventType::Skipped, "drop"));
     // A fire a little late (under the threshold) is not a misfire.
     let report = f.tick(Duration::seconds(30) + Duration::seconds(5)).await;
@@ -191,7 +193,7 @@ async fn pause_and_resume() {
     );
     assert_eq!(f.tick(Duration::hours(1)).await.fired.len(), 1);
     let kinds: Vec<_> =
-        f.queue.store().schedule_events(0, 10).await.unwrap().iter().map(|e| e.event.as_str()).collect();
+        f.store.schedule_events(0, 10).await.unwrap().iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["schedule.created", "schedule.paused", "schedule.resumed"]);
 
     f.scheduler.remove(&ada(), &Scope::Any, "p").await.unwrap();
@@ -345,12 +347,8 @@ async fn a_fire_handled_within_the_lead_waits_for_its_time() {
     let job = &f.jobs_of("ahead").await[0];
     assert_eq!((job.status, job.run_at), (JobStatus::Scheduled, t0() + Duration::seconds(10)));
     let events: Vec<_> =
-        f.queue.store().events(0, 100).await.unwrap().into_iter().filter(|e| e.job_id == job.id).collect();
+        f.store.events(0, 100).await.unwrap().into_iter().filter(|e| e.job_id == job.id).collect();
     assert_eq!((events[0].event.as_str(), events[0].to), ("job.scheduled", JobStatus::Scheduled));
     objectos_engine::jobs::lifecycle::check_path(&events).unwrap();
-    assert_eq!(
-        f.queue.store().next_run_at().await.unwrap(),
-        Some(t0() + Duration::seconds(10)),
-        "runs at its time"
-    );
+    assert_eq!(f.store.next_run_at().await.unwrap(), Some(t0() + Duration::seconds(10)), "runs at its time");
 }

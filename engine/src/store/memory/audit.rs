@@ -6,14 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
-use super::audit::{
-    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, FiledEntry,
-};
-use super::memory::{MemoryStore, events_after};
-use super::memory_log::Log;
+use super::log::Log;
+use super::{MemoryStore, events_after};
 use crate::audit::{Checkpoint, StoredEntry};
 use crate::jobs::EventType;
+use crate::store::StoreError;
+use crate::store::audit::{
+    AuditAppend, AuditHead, AuditQuery, AuditRow, AuditSources, AuditStore, Cursors, FiledEntry,
+};
 
 #[derive(Default)]
 pub(super) struct Audit {

@@ -1,6 +1,6 @@
 //! Filters and orders compiled into SQLite SQL over the `records` table,
 //! giving exactly the answers of [`Filter::matches`] and of the order in
-//! [`super::records`] (the differential tests hold them to it).
+//! [`crate::store::records`] (the differential tests hold them to it).
 //!
 //! System fields are columns (`owner = ?` uses an index); other fields live
 //! in the `body` JSON and are read with `json_type`/`json_extract`. Every
@@ -17,11 +17,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Error};
 use serde_json::Value;
 
-use super::records::{Position, SYSTEM_FIELDS, SortValue};
 use crate::field_path::FieldPath;
 use crate::permissions::filter::time_key;
 use crate::permissions::{Condition, Filter};
 use crate::sandbox::{SortKey, SortOrder};
+use crate::store::records::{Position, SYSTEM_FIELDS, SortValue};
 
 /// SQL text and its positional parameters.
 #[derive(Debug, Default)]

@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::records::{
-    AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
-    RecordStore, RecordUpdate, change_event, patched, timestamp,
-};
 use super::{MemoryStore, StoreError};
 use crate::permissions::Filter;
 use crate::sandbox::{ImportReport, OnConflict, WriteReport};
+use crate::store::records::{
+    AccessEvent, AccessEventType, Actor, Position, Record, RecordDelete, RecordFind, RecordImport,
+    RecordStore, RecordUpdate, change_event, patched, timestamp,
+};
 
 /// Every object's records by id (each a JSON object), the fields seen, and
 /// the access events.
@@ -23,7 +23,7 @@ use crate::sandbox::{ImportReport, OnConflict, WriteReport};
 pub(super) struct Records {
     objects: HashMap<String, BTreeMap<String, Value>>,
     fields: BTreeMap<String, BTreeSet<String>>,
-    pub(super) events: super::memory_log::Log<AccessEvent>,
+    pub(super) events: super::log::Log<AccessEvent>,
 }
 
 impl Records {
@@ -221,6 +221,6 @@ impl RecordStore for MemoryStore {
     }
 
     async fn access_events(&self, after: u64, limit: usize) -> Result<Vec<AccessEvent>, StoreError> {
-        Ok(super::memory::events_after(&self.lock().records.events, after, limit))
+        Ok(super::events_after(&self.lock().records.events, after, limit))
     }
 }

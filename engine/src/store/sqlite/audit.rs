@@ -1,5 +1,5 @@
 //! The audit log in SQLite, in a file of its own beside the database (see
-//! [`super::sqlite::audit_path`]): `audit_log` holds each entry's exact
+//! [`super::audit_path`]): `audit_log` holds each entry's exact
 //! bytes and hash (and the columns queries use, written from the same entry),
 //! `audit_head` the end of the chain, the outbox cursors and the retained
 //! checkpoint. The outboxes it reads are in the database.
@@ -8,16 +8,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
-use super::StoreError;
-use super::audit::{
-    AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, FiledEntry, JobFacts,
-};
-use super::records::timestamp;
-use super::sqlite::{SqliteStore, backend, event_from_row, parse, parse_optional, schedule_events_after};
-use super::sqlite_db::Migrations;
-use super::sqlite_records::event_from_row as access_event_from_row;
+use super::db::Migrations;
+use super::records::event_from_row as access_event_from_row;
+use super::{SqliteStore, backend, event_from_row, parse, parse_optional, schedule_events_after};
 use crate::audit::{Checkpoint, StoredEntry};
 use crate::principal::Principal;
+use crate::store::StoreError;
+use crate::store::audit::{
+    AuditAppend, AuditHead, AuditQuery, AuditSources, AuditStore, Cursors, FiledEntry, JobFacts,
+};
+use crate::store::records::timestamp;
 
 /// The audit log's tables as first shipped (the database's migration 5
 /// and the log file's 1): an entry is its exact bytes and hash, the

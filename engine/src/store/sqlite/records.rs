@@ -10,15 +10,15 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::{Map, Value, json};
 
-use super::StoreError;
-use super::records::{
+use super::filter::{Sql, after, compile, order_by};
+use super::{SqliteStore, backend, in_savepoint, json, millis, parse_column, time};
+use crate::permissions::Filter;
+use crate::sandbox::{ImportReport, OnConflict, WriteReport};
+use crate::store::StoreError;
+use crate::store::records::{
     AccessEvent, AccessEventType, Actor, Record, RecordDelete, RecordFind, RecordImport, RecordStore,
     RecordUpdate, SYSTEM_FIELDS, change_event, patched, timestamp,
 };
-use super::sqlite::{SqliteStore, backend, in_savepoint, json, millis, parse_column, time};
-use super::sqlite_filter::{Sql, after, compile, order_by};
-use crate::permissions::Filter;
-use crate::sandbox::{ImportReport, OnConflict, WriteReport};
 
 /// `body` is stored as SQLite's binary JSON (JSONB): filters read it without
 /// parsing text, and it is turned back into text only for returned rows.

@@ -1,9 +1,15 @@
 //! The embedded SQLite store: one database file in WAL mode for the jobs
 //! and everything else, and a second beside it for the audit log, each
-//! with its own writer thread (`sqlite_db.rs`). The log's entries,
+//! with its own writer thread (`db.rs`). The log's entries,
 //! head and outbox cursors live together in its file, so an append and the
 //! cursors it moves still commit as one; the queue's commits no longer wait
 //! behind the log's.
+
+mod artifacts;
+mod audit;
+mod db;
+mod filter;
+mod records;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,23 +18,23 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::sqlite_audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_PAGE_SIZE, AUDIT_SCHEMA, move_audit_log};
-pub use super::sqlite_db::Durability;
-use super::sqlite_db::{Connections, Database, Migrations};
-pub(super) use super::sqlite_db::{backend, in_savepoint};
-use super::sqlite_records::emit;
-use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
-    Renewal, RescueRequest, Rescued, ScheduleChange, Store, StoreError, apply_change, event_for,
-    finish_events, fire_decision, fire_key, fired_event, handler_event, lost_attempt, schedule_change_event,
-    skipped_event,
-};
+use self::audit::{AUDIT_MIGRATIONS, AUDIT_MOVED, AUDIT_PAGE_SIZE, AUDIT_SCHEMA, move_audit_log};
+pub use self::db::Durability;
+use self::db::{Connections, Database, Migrations};
+use self::db::{backend, in_savepoint};
+use self::records::emit;
 use crate::jobs::{
     AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, Priority, StatusCounts, Transition,
 };
 use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
+use crate::store::{
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, HandlerStore,
+    JobInsert, JobStore, Lease, Renewal, RescueRequest, Rescued, ScheduleChange, ScheduleStore, StoreError,
+    apply_change, event_for, finish_events, fire_decision, fire_key, fired_event, handler_event,
+    lost_attempt, schedule_change_event, skipped_event,
+};
 
 /// Schema migrations, applied in order on open; never edit a shipped one.
 const MIGRATIONS: Migrations = &[
@@ -252,7 +258,7 @@ const ACTIVE: &str =
 /// database file, the audit log in a second one beside it.
 pub struct SqliteStore {
     db: Database,
-    pub(super) audit: Database,
+    audit: Database,
     path: PathBuf,
 }
 
@@ -288,7 +294,7 @@ impl SqliteStore {
 
     /// Runs `f` in the database's next write transaction (see
     /// [`Database::write`]).
-    pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -297,7 +303,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the database's reader.
-    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -306,34 +312,31 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn millis(at: DateTime<Utc>) -> i64 {
+fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-pub(super) fn time(ms: i64) -> DateTime<Utc> {
+fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-pub(super) fn json<T: serde::Serialize>(value: &T) -> String {
+fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("engine types serialize")
 }
 
-pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// Parses the JSON text of column `i` where SQLite holds it, without
 /// copying it into a `String` first.
-pub(super) fn parse_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+fn parse_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
     parse(row.get_ref(i)?.as_str()?)
 }
 
 /// [`parse_column`] for a column that may be `NULL`.
-pub(super) fn parse_optional<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    i: usize,
-) -> rusqlite::Result<Option<T>> {
+fn parse_optional<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>> {
     row.get_ref(i)?.as_str_or_null()?.map(parse).transpose()
 }
 
@@ -404,7 +407,7 @@ fn insert_event_with_data(conn: &Connection, event: &JobEvent, data: &str) -> Re
     Ok(conn.last_insert_rowid() as u64)
 }
 
-pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JobEvent> {
     let kind: String = row.get(2)?;
     let from: Option<String> = row.get(6)?;
     let to: String = row.get(7)?;
@@ -689,7 +692,7 @@ fn order_by(sort: JobSort) -> &'static str {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl JobStore for SqliteStore {
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         self.write(move |conn| {
             in_savepoint(conn, |conn| {
@@ -951,7 +954,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl HandlerStore for SqliteStore {
     async fn put_handler(
         &self,
         name: &str,
@@ -1065,7 +1071,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ScheduleStore for SqliteStore {
     async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError> {
         self.write(move |conn| {
             let current = get_schedule(conn, &change.schedule.id)?;
@@ -1131,7 +1140,7 @@ impl Store for SqliteStore {
 }
 
 /// Up to `limit` schedule events after sequence number `after`.
-pub(super) fn schedule_events_after(
+fn schedule_events_after(
     conn: &Connection,
     after: u64,
     limit: usize,
@@ -1206,7 +1215,7 @@ fn insert_schedule_event(conn: &Connection, event: &ScheduleEvent) -> Result<(),
     .map_err(backend)
 }
 
-pub(super) fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
+fn schedule_event_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduleEvent> {
     let kind: String = row.get(2)?;
     Ok(ScheduleEvent {
         seq: row.get::<_, i64>(0)? as u64,

@@ -20,7 +20,7 @@ use chrono::Utc;
 use rusqlite::{Connection, ErrorCode, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// How hard commits are pushed to disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -227,7 +227,7 @@ fn open_connection(
     // value to cost the plan) is parsed and planned again each time it is
     // run with new bindings — a tenth of a claim's time on the writer.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(backend)?;
-    super::sqlite_filter::register_functions(&conn).map_err(backend)?;
+    super::filter::register_functions(&conn).map_err(backend)?;
     // Room for every statement the store prepares (the default 16 is fewer,
     // and an evicted statement is parsed again on its next use).
     conn.set_prepared_statement_cache_capacity(128);

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore, writable};
-use super::memory::MemoryStore;
+use super::MemoryStore;
+use crate::store::StoreError;
+use crate::store::artifacts::{ArtifactRecord, ArtifactStore, writable};
 
 #[derive(Default)]
 pub(super) struct Artifacts {

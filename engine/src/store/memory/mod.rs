@@ -1,6 +1,11 @@
 //! The in-memory store: everything in one mutex-guarded structure. For
 //! tests, benchmarks and `objectos run`; it forgets everything on exit.
 
+mod artifacts;
+mod audit;
+mod log;
+mod records;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,17 +13,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::memory_log::Log;
-use super::{
-    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, JobInsert, Lease,
-    Renewal, RescueRequest, Rescued, ScheduleChange, Store, StoreError, advanced, apply_change, event_for,
-    finish_events, fire_applies, fire_decision, fire_key, fired_event, handler_event, lost_attempt,
-    schedule_change_event, skipped_event,
-};
+use self::log::Log;
 use crate::jobs::{AttemptLog, Job, JobEvent, JobQuery, JobSort, JobStatus, StatusCounts, Transition};
 use crate::principal::Principal;
 use crate::sandbox::Progress;
 use crate::schedule::{Schedule, ScheduleEvent, ScheduleEventType};
+use crate::store::{
+    Cancelled, ClaimRequest, Claimed, Finish, FinishKind, Fire, FireOutcome, HandlerRecord, HandlerStore,
+    JobInsert, JobStore, Lease, Renewal, RescueRequest, Rescued, ScheduleChange, ScheduleStore, StoreError,
+    advanced, apply_change, event_for, finish_events, fire_applies, fire_decision, fire_key, fired_event,
+    handler_event, lost_attempt, schedule_change_event, skipped_event,
+};
 
 type ReadyKey = (Reverse<i64>, i64, u64);
 
@@ -31,7 +36,7 @@ struct Held {
 }
 
 #[derive(Default)]
-pub(super) struct State {
+struct State {
     jobs: BTreeMap<u64, Job>,
     seq_of: HashMap<String, u64>,
     next_seq: u64,
@@ -44,17 +49,17 @@ pub(super) struct State {
     /// Unique keys held, per user jobs run as, with the job holding each.
     unique: HashMap<(String, String), String>,
     /// Shared, so the audit feeder copies them after letting go of the lock.
-    pub(super) events: Log<Arc<JobEvent>>,
+    events: Log<Arc<JobEvent>>,
     logs: HashMap<String, Vec<AttemptLog>>,
     handlers: BTreeMap<String, HandlerRecord>,
     versions: HashMap<String, Arc<Vec<u8>>>,
     schedules: BTreeMap<String, Schedule>,
-    pub(super) schedule_events: Log<ScheduleEvent>,
+    schedule_events: Log<ScheduleEvent>,
     /// Fire keys taken, with the job each enqueued.
     fire_keys: HashMap<String, String>,
-    pub(super) records: super::memory_records::Records,
-    pub(super) audit: super::memory_audit::Audit,
-    pub(super) artifacts: super::memory_artifacts::Artifacts,
+    records: self::records::Records,
+    audit: self::audit::Audit,
+    artifacts: self::artifacts::Artifacts,
 }
 
 /// Jobs, events and handlers in process memory.
@@ -69,14 +74,14 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Up to `limit` events of an outbox after sequence number `after` (event
 /// `n` is at index `n - 1`).
-pub(super) fn events_after<T: Clone>(events: &Log<T>, after: u64, limit: usize) -> Vec<T> {
+fn events_after<T: Clone>(events: &Log<T>, after: u64, limit: usize) -> Vec<T> {
     events.iter_from(after as usize).take(limit).cloned().collect()
 }
 
@@ -84,9 +89,9 @@ impl State {
     /// What the audit log records of a job, while the job is kept.
     /// Its result only `with_result` (the entry of a completion is the only
     /// one to summarize it; copying it for every event cost more than the rest).
-    pub(super) fn job_facts(&self, id: &str, with_result: bool) -> Option<super::audit::JobFacts> {
+    fn job_facts(&self, id: &str, with_result: bool) -> Option<crate::store::audit::JobFacts> {
         let job = self.seq_of.get(id).and_then(|seq| self.jobs.get(seq))?;
-        Some(super::audit::JobFacts {
+        Some(crate::store::audit::JobFacts {
             name: job.name.clone(),
             attempts: job.attempts,
             run_as: job.run_as.clone(),
@@ -201,7 +206,7 @@ fn sort_key(sort: JobSort, job: &Job, seq: u64) -> (i64, i64, i64) {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl JobStore for MemoryStore {
     async fn enqueue(&self, jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         let mut state = self.lock();
         let mut keys = HashMap::new();
@@ -507,7 +512,10 @@ impl Store for MemoryStore {
         let shared = events_after(&self.lock().events, after, limit);
         Ok(shared.into_iter().map(Arc::unwrap_or_clone).collect())
     }
+}
 
+#[async_trait]
+impl HandlerStore for MemoryStore {
     async fn put_handler(
         &self,
         name: &str,
@@ -560,7 +568,10 @@ impl Store for MemoryStore {
         state.records.emit(handler_event(name, Some(&removed.sha256), None, by, now));
         Ok(true)
     }
+}
 
+#[async_trait]
+impl ScheduleStore for MemoryStore {
     async fn change_schedule(&self, change: ScheduleChange) -> Result<Schedule, StoreError> {
         let mut state = self.lock();
         let stored = apply_change(state.schedules.get(&change.schedule.id), &change)?;

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::StoreError;
-use super::artifacts::{ArtifactRecord, ArtifactStore, writable};
-use super::sqlite::{SqliteStore, backend, millis, time};
+use super::{SqliteStore, backend, millis, time};
+use crate::store::StoreError;
+use crate::store::artifacts::{ArtifactRecord, ArtifactStore, writable};
 
 const COLUMNS: &str =
     "id, name, content_type, job_id, owner, size, sha256, created_at, sealed_at, enqueued_by";
