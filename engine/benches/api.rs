@@ -119,7 +119,7 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let requests = env("REQUESTS", 20_000);
     let connections = env("CONNECTIONS", 32);
     let latency_jobs = env("LATENCY", 1000);

@@ -109,7 +109,7 @@ async fn feed(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, count: usize) -> f64
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let entries = env("ENTRIES", 1_000_000);
     let fed = env("FEED", 200_000);
     let rounds = env("ROUNDS", 3);

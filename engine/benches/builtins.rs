@@ -77,7 +77,7 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let records = env("RECORDS", 1_000_000);
     let rounds = env("ROUNDS", 3);
     let formats = std::env::var("FORMATS").unwrap_or_else(|_| "csv,json,markdown,html,xlsx".into());

@@ -60,7 +60,7 @@ fn measure(label: &str, mut decide: impl FnMut(usize)) {
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let permissions = Permissions::new((0..SETS).map(permission_set).collect());
     let mut principal = Principal::new("u42", &["p3", "p8", "p12", "p21", "p33"]);
     principal.metadata.insert("teamId".into(), json!("t7"));

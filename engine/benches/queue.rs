@@ -112,7 +112,7 @@ async fn round(
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let jobs = env("JOBS", 100_000);
     let rounds = env("ROUNDS", 3);
     let concurrency = env("CONCURRENCY", 64);

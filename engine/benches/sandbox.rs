@@ -20,7 +20,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let sandbox = Arc::new(Sandbox::new(&SandboxConfig::new()).unwrap());
     let handler = Arc::new(sandbox.compile(objectos_test_guests::NOOP).unwrap());

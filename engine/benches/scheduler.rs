@@ -82,7 +82,7 @@ async fn engine(path: &std::path::Path) -> (Queue, Arc<dyn Store>, Arc<dyn Clock
 /// Adds the schedules, then runs the measurement in a fresh process (so
 /// its memory is that of a node started on 100,000 schedules).
 fn main() {
-    objectos_engine::allocator::keep_freed_memory();
+    objectos_alloc::keep_freed_memory();
     const DATABASE: &str = "OBJECTOS_BENCH_DATABASE";
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     if let Ok(path) = std::env::var(DATABASE) {

@@ -36,7 +36,6 @@
 //! - [`node::Node`]: one engine process on the embedded database, built
 //!   from a [`config::EngineConfig`] (`objectos serve`).
 
-pub mod allocator;
 pub mod api;
 pub mod artifacts;
 pub mod audit;

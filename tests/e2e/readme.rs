@@ -47,10 +47,10 @@ fn the_readme_tour_runs_as_written() {
         .unwrap();
     let (address, token) = started(&log);
 
-    // `cargo run -p objectos-engine -- ARGS` is the binary under test, already built.
+    // `cargo run -p objectos -- ARGS` is the binary under test, already built.
     let mut script = String::from(
         "set -euo pipefail\n\
-         cargo() { if [ \"${1:-} ${2:-} ${3:-} ${4:-}\" = 'run -p objectos-engine --' ]; then shift 4; objectos \"$@\"; \
+         cargo() { if [ \"${1:-} ${2:-} ${3:-} ${4:-}\" = 'run -p objectos --' ]; then shift 4; objectos \"$@\"; \
          else command cargo \"$@\"; fi; }\n",
     );
     for (index, block) in blocks.iter().enumerate() {

@@ -1,4 +1,5 @@
-//! The memory allocator of every program built on the engine: mimalloc,
+//! The memory allocator of every program built on the engine (the binary
+//! and each benchmark link this crate): mimalloc,
 //! told not to hand freed memory back to the system.
 //!
 //! Measured with the queue benchmark (in-memory store, auditing on, this

@@ -31,10 +31,28 @@ pub struct ServeArgs {
     permissions: Option<PathBuf>,
     /// Log as readable lines or as JSON objects.
     #[arg(long, value_enum, value_name = "FORMAT")]
-    log_format: Option<LogFormat>,
+    log_format: Option<LogFormatArg>,
     /// Where the HTTP API listens (default 127.0.0.1:7878).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+}
+
+/// [`LogFormat`] as the command line spells it (the library has no clap).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    /// Readable lines.
+    Human,
+    /// JSON objects, one per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 fn serve_help() -> String {
@@ -63,7 +81,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
         config.permissions = Some(dir.clone());
     }
     if let Some(format) = args.log_format {
-        config.log.format = format;
+        config.log.format = format.into();
     }
     if let Some(listen) = &args.listen {
         config.api.listen = listen.clone();

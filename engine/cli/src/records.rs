@@ -351,8 +351,7 @@ mod tests {
             json!({"id": "rec_1", "owner": "ada", "name": "Ada Lovelace", "city": "London", "updated_at": "2026-11-29T12:00:00.000Z"}),
             json!({"id": "rec_2", "owner": "grace", "name": "Grace", "tags": ["navy", "cobol"], "note": "x".repeat(60)}),
         ];
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/snapshots/records-table.txt");
-        crate::cli::snapshot::assert_snapshot(&path, &records_table(&records, false));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshots/records-table.txt");
+        crate::snapshot::assert_snapshot(&path, &records_table(&records, false));
     }
 }

@@ -1,5 +1,7 @@
-//! The command line: argument definitions and dispatch. Only this module and
-//! its children parse user input from the terminal.
+//! The `objectos` command: argument definitions and dispatch over the
+//! engine's library. Only this crate parses user input from the terminal,
+//! and only it carries the terminal's dependencies (clap, ureq, indicatif,
+//! tracing-subscriber) and the allocator set-up.
 //!
 //! Client commands talk to a running server ([`client`]); `audit` and
 //! `schedule` work on a local data directory instead when given
@@ -28,7 +30,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use serde_json::Value;
 
-pub use client::Failure;
+use client::Failure;
 
 /// Exit code for an error of the command itself (bad file, bad JSON, an
 /// error the server reports).
@@ -184,4 +186,17 @@ fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
         None => text.to_string(),
     };
     serde_json::from_str(&text).with_context(|| format!("{what} is not valid JSON"))
+}
+
+fn main() -> ExitCode {
+    objectos_alloc::keep_freed_memory();
+    let args = Cli::parse();
+    match dispatch(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let exit = error.downcast_ref::<Failure>().map_or(EXIT_ERROR, |f| f.exit);
+            ExitCode::from(exit)
+        }
+    }
 }

@@ -535,8 +535,8 @@ mod tests {
     }
 
     fn snapshot(name: &str, text: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/snapshots").join(name);
-        crate::cli::snapshot::assert_snapshot(&path, text);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/snapshots").join(name);
+        crate::snapshot::assert_snapshot(&path, text);
     }
 
     fn sample() -> Vec<Job> {
