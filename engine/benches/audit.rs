@@ -18,12 +18,10 @@ use std::time::Instant;
 use chrono::Utc;
 use objectos_engine::audit::feed::{Auditor, BATCH};
 use objectos_engine::audit::{AuditActor, AuditEntry, AuditJob, AuditOutcome, Checkpoint, Verification, log};
-use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
-use objectos_engine::registry::Registry;
-use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
+use objectos_engine::queue::{AllowAll, Queue};
+use objectos_engine::sandbox::{Sandbox, SandboxConfig};
 use objectos_engine::store::sqlite::{Durability, audit_path};
 use objectos_engine::store::{AuditAppend, AuditRow, SqliteStore, Store};
 use serde_json::json;
@@ -84,18 +82,8 @@ async fn append(store: &dyn Store, count: usize) -> f64 {
 /// Enqueues `count` jobs (one `job.enqueued` event each), then times the
 /// feeder turning them into entries; returns entries per second.
 async fn feed(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, count: usize) -> f64 {
-    let clock = Arc::new(SystemClock);
-    let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
-    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store: store.clone(),
-        registry,
-        sandbox,
-        clock,
-        policy: Arc::new(AllowAll),
-        services: Services::in_memory(),
-        config: QueueConfig::default(),
-    });
+    let queue = Queue::builder(store.clone(), sandbox, Arc::new(AllowAll)).build();
+    queue.registry().register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
     let caller = Principal::new("bench", &["admin"]);
     for chunk in 0..count.div_ceil(1000) {
         let jobs =

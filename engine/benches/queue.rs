@@ -19,12 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use objectos_engine::audit::feed::Auditor;
-use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::NewJob;
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts, Retention};
-use objectos_engine::registry::Registry;
-use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
+use objectos_engine::queue::{AllowAll, Queue, QueueConfig, Retention};
+use objectos_engine::sandbox::{Sandbox, SandboxConfig};
 use objectos_engine::store::{MemoryStore, SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
 
@@ -57,26 +55,17 @@ async fn round(
     audit: bool,
 ) -> Rates {
     let feeding = audit.then(|| Auditor::new(store.clone(), "bench").start(Duration::from_millis(250), None));
-    let clock = Arc::new(SystemClock);
-    let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
-    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store,
-        registry,
-        sandbox,
-        clock,
-        policy: Arc::new(AllowAll),
-        services: Services::in_memory(),
-        config: match prune_every {
-            None => QueueConfig { concurrency, prefetch: env("PREFETCH", 0), ..Default::default() },
-            Some(every) => QueueConfig {
-                concurrency,
-                maintenance_interval: every,
-                retention: Retention { completed: Some(Duration::ZERO), ..Default::default() },
-                ..Default::default()
-            },
+    let config = match prune_every {
+        None => QueueConfig { concurrency, prefetch: env("PREFETCH", 0), ..Default::default() },
+        Some(every) => QueueConfig {
+            concurrency,
+            maintenance_interval: every,
+            retention: Retention { completed: Some(Duration::ZERO), ..Default::default() },
+            ..Default::default()
         },
-    });
+    };
+    let queue = Queue::builder(store, sandbox, Arc::new(AllowAll)).config(config).build();
+    queue.registry().register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
     let caller = Principal::new("bench", &["admin"]);
 
     let started = Instant::now();

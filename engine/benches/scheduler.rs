@@ -19,9 +19,8 @@ use std::time::Instant;
 use objectos_engine::clock::{Clock, SystemClock};
 use objectos_engine::ownership::Scope;
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
-use objectos_engine::registry::Registry;
-use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
+use objectos_engine::queue::{AllowAll, Queue, QueueConfig};
+use objectos_engine::sandbox::{Sandbox, SandboxConfig};
 use objectos_engine::schedule::{ScheduleSpec, Scheduler, SchedulerConfig};
 use objectos_engine::store::{SqliteStore, Store, sqlite::Durability};
 use serde_json::json;
@@ -65,17 +64,11 @@ async fn engine(path: &std::path::Path) -> (Queue, Arc<dyn Store>, Arc<dyn Clock
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path, Durability::Full).unwrap());
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::new().max_concurrent_jobs(64)).unwrap());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
-    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store: store.clone(),
-        registry,
-        sandbox,
-        clock: clock.clone(),
-        policy: Arc::new(AllowAll),
-        services: Services::in_memory(),
-        config: QueueConfig { concurrency: 64, ..Default::default() },
-    });
+    let queue = Queue::builder(store.clone(), sandbox, Arc::new(AllowAll))
+        .clock(clock.clone())
+        .config(QueueConfig { concurrency: 64, ..Default::default() })
+        .build();
+    queue.registry().register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
     (queue, store, clock)
 }
 

@@ -18,7 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::digest::sha256_hex;
 use crate::permissions::PermissionsDir;
-use crate::queue::{Queue, QueueParts};
+use crate::queue::Queue;
 use crate::records::RecordsEngine;
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{Sandbox, SandboxConfig, Services};
@@ -125,15 +125,12 @@ impl Node {
         let artifacts = StoredArtifacts::new(store.clone(), clock.clone(), permissions.clone());
         let services = Services { records: records.clone(), artifacts: Arc::new(artifacts.clone()) };
         let auditor = Auditor::new(store.clone(), config.node_id.clone());
-        let queue = Queue::new(QueueParts {
-            store: store.clone(),
-            registry,
-            sandbox,
-            clock,
-            policy: permissions.clone(),
-            services,
-            config: config.queue_config(),
-        });
+        let queue = Queue::builder(store.clone(), sandbox, permissions.clone())
+            .registry(registry)
+            .clock(clock)
+            .services(services)
+            .config(config.queue_config())
+            .build();
         let scheduler = Scheduler::new(queue.clone(), store.clone(), config.scheduler_config());
         Ok(Self { store, queue, scheduler, permissions, records, artifacts, auditor, config, _lock: lock })
     }

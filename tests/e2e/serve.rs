@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use objectos_engine::audit::{AuditEntry, log};
-use objectos_engine::clock::SystemClock;
 use objectos_engine::jobs::{EventType, JobQuery, JobStatus, NewJob};
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{AllowAll, Queue, QueueConfig, QueueParts};
-use objectos_engine::registry::Registry;
-use objectos_engine::sandbox::{Sandbox, SandboxConfig, Services};
+use objectos_engine::queue::{AllowAll, Queue};
+use objectos_engine::sandbox::{Sandbox, SandboxConfig};
 use objectos_engine::store::{AuditQuery, SqliteStore, Store, StoreError, sqlite::Durability};
 use serde_json::json;
 
@@ -66,18 +64,8 @@ async fn kill_9_mid_run_loses_no_job_and_sigterm_stops_cleanly() {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(data_dir.join("objectos.db"), Durability::Full).unwrap());
     let sandbox = Arc::new(Sandbox::new(&SandboxConfig::new()).unwrap());
-    let clock = Arc::new(SystemClock);
-    let registry = Arc::new(Registry::new(store.clone(), sandbox.clone(), clock.clone(), None));
-    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store: store.clone(),
-        registry,
-        sandbox,
-        clock,
-        policy: Arc::new(AllowAll),
-        services: Services::in_memory(),
-        config: QueueConfig::default(),
-    });
+    let queue = Queue::builder(store.clone(), sandbox, Arc::new(AllowAll)).build();
+    queue.registry().register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
     let jobs = (0..JOBS).map(|_| NewJob::new("hostile", json!("sleep:5"))).collect();
     queue.enqueue_batch(&Principal::new("ops", &["admin"]), jobs).await.unwrap();
 

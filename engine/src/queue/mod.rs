@@ -252,22 +252,72 @@ impl HandlerDefaults {
     }
 }
 
-/// What the queue is built from.
-pub struct QueueParts {
-    /// Where jobs live.
-    pub store: Arc<dyn Store>,
-    /// Where handlers come from.
-    pub registry: Arc<Registry>,
-    /// Where jobs run.
-    pub sandbox: Arc<Sandbox>,
-    /// The time.
-    pub clock: Arc<dyn Clock>,
-    /// Who may do what.
-    pub policy: Arc<dyn Policy>,
-    /// The records and artifacts jobs reach.
-    pub services: Services,
-    /// Settings.
-    pub config: QueueConfig,
+/// Builds a [`Queue`] from its store, sandbox and policy (who may do
+/// what); the rest defaults to the system clock, the in-memory services,
+/// the default settings, and a registry over the store without a disk
+/// cache for compiled code.
+pub struct QueueBuilder {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    policy: Arc<dyn Policy>,
+    registry: Option<Arc<Registry>>,
+    clock: Arc<dyn Clock>,
+    services: Services,
+    config: QueueConfig,
+}
+
+impl QueueBuilder {
+    /// The handler registry (default: over the store, no disk cache).
+    pub fn registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The time (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The records and artifacts jobs reach (default: in memory).
+    pub fn services(mut self, services: Services) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// Settings (default: [`QueueConfig::default`]).
+    pub fn config(mut self, config: QueueConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The queue; its workers start with [`Queue::start`].
+    pub fn build(self) -> Queue {
+        let registry = self.registry.unwrap_or_else(|| {
+            Arc::new(Registry::new(self.store.clone(), self.sandbox.clone(), self.clock.clone(), None))
+        });
+        let slots = Arc::new(Semaphore::new(self.config.claimable()));
+        let runners = Semaphore::new(self.config.concurrency.max(1));
+        Queue {
+            inner: Arc::new(Inner {
+                store: self.store,
+                registry,
+                sandbox: self.sandbox,
+                clock: self.clock,
+                policy: self.policy,
+                services: self.services,
+                config: self.config,
+                wake: Notify::new(),
+                changed: watch::channel(0).0,
+                slots,
+                runners,
+                running: Mutex::new(HashMap::new()),
+                per_handler: Mutex::new(HashMap::new()),
+                releasing: Default::default(),
+                stats: metrics::Metrics::default(),
+            }),
+        }
+    }
 }
 
 /// The job queue. Cheap to clone; clones share everything.
@@ -311,28 +361,17 @@ struct Running {
 }
 
 impl Queue {
-    /// A queue over `parts`. Call [`Queue::start`] to run jobs.
-    pub fn new(parts: QueueParts) -> Self {
-        let slots = Arc::new(Semaphore::new(parts.config.claimable()));
-        let runners = Semaphore::new(parts.config.concurrency.max(1));
-        Self {
-            inner: Arc::new(Inner {
-                store: parts.store,
-                registry: parts.registry,
-                sandbox: parts.sandbox,
-                clock: parts.clock,
-                policy: parts.policy,
-                services: parts.services,
-                config: parts.config,
-                wake: Notify::new(),
-                changed: watch::channel(0).0,
-                slots,
-                runners,
-                running: Mutex::new(HashMap::new()),
-                per_handler: Mutex::new(HashMap::new()),
-                releasing: Default::default(),
-                stats: metrics::Metrics::default(),
-            }),
+    /// A queue over `store`, running jobs in `sandbox`, deciding who may
+    /// do what by `policy`; see [`QueueBuilder`] for the rest.
+    pub fn builder(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, policy: Arc<dyn Policy>) -> QueueBuilder {
+        QueueBuilder {
+            store,
+            sandbox,
+            policy,
+            registry: None,
+            clock: Arc::new(crate::clock::SystemClock),
+            services: Services::in_memory(),
+            config: QueueConfig::default(),
         }
     }
 

@@ -4,10 +4,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use objectos_engine::clock::{Clock, ManualClock};
+use objectos_engine::clock::ManualClock;
 use objectos_engine::principal::Principal;
-use objectos_engine::queue::{Policy, Queue, QueueConfig, QueueParts};
-use objectos_engine::registry::Registry;
+use objectos_engine::queue::{Policy, Queue, QueueConfig};
 use objectos_engine::sandbox::{
     CapabilitySet, CompiledHandler, JobRun, Outcome, Sandbox, SandboxConfig, Services,
 };
@@ -81,18 +80,12 @@ pub async fn queue_with(
     services: Services,
 ) -> (Queue, ManualClock) {
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-    let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
-    let registry = Arc::new(Registry::new(store.clone(), shared_sandbox(), clock_arc.clone(), None));
-    registry.register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
-    registry.register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
-    let queue = Queue::new(QueueParts {
-        store,
-        registry,
-        sandbox: shared_sandbox(),
-        clock: clock_arc,
-        policy,
-        services,
-        config,
-    });
+    let queue = Queue::builder(store, shared_sandbox(), policy)
+        .clock(Arc::new(clock.clone()))
+        .services(services)
+        .config(config)
+        .build();
+    queue.registry().register("hostile", objectos_test_guests::HOSTILE.to_vec()).await.unwrap();
+    queue.registry().register("noop", objectos_test_guests::NOOP.to_vec()).await.unwrap();
     (queue, clock)
 }
