@@ -3,7 +3,7 @@
 //!
 //! Every backend — in-memory for tests, SQLite embedded, PostgreSQL for
 //! several nodes — implements [`Store`] and passes the same conformance
-//! suite (`engine/tests/it/store_conformance.rs`). The trait assumes
+//! suite (`conformance`, behind the `testing` feature). The trait assumes
 //! nothing about where the data lives: no caller may rely on the store
 //! being in this process or on this process being its only user. Each
 //! method is one atomic unit; a status change and its events are always
@@ -11,6 +11,8 @@
 
 pub mod artifacts;
 pub mod audit;
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod memory;
 pub mod records;
 pub mod sqlite;
