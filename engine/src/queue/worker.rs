@@ -237,8 +237,8 @@ async fn finish_retrying(
     inner: &Inner,
     finishes: Vec<Finish>,
 ) -> Result<Vec<Result<JobStatus, StoreError>>, StoreError> {
-    let finishes: Arc<[Finish]> = finishes.into();
     const TRIES: u32 = 10;
+    let finishes: Arc<[Finish]> = finishes.into();
     let mut pause = Duration::from_millis(50);
     for _ in 1..TRIES {
         match inner.store.finish(finishes.clone(), inner.clock.now()).await {

@@ -5,8 +5,9 @@
 //! stale lease, an unknown job) finds out before it writes anything, so it
 //! leaves no trace and the others commit; a request that can be refused
 //! halfway (a batch enqueue meeting a taken unique key) runs in its own
-//! savepoint. A database error rolls the whole group back and every request
-//! in it gets the error: nothing partial is ever committed. Replies are sent
+//! savepoint. A database error rolls the whole group back: the request that
+//! failed gets its error, the others a retryable one (their writes were
+//! sound), and nothing partial is ever committed. Replies are sent
 //! only after the commit, so a caller never sees a write that could still be
 //! lost. Reads use a separate connection; WAL lets them run beside
 //! the writer, and other processes may open the same file.
