@@ -138,17 +138,15 @@ async fn heartbeat(inner: Arc<Inner>, stopped: CancellationToken) {
         }
         match inner.store.heartbeat(leases, inner.clock.now() + lease).await {
             Ok(Renewal { lost, cancel_requested }) => {
-                let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
-                for id in lost {
+                for id in &lost {
                     tracing::warn!(job = %id, "lease lost (the job was rescued or changed elsewhere); stopping it");
-                    if let Some(job) = running.get(&id) {
-                        job.cancel.cancel();
-                    }
                 }
-                // A cancel made through another process (one made here
-                // has stopped the job already: cancelling twice is harmless).
-                for id in cancel_requested {
-                    if let Some(job) = running.get(&id) {
+                // A lost lease stops the job unrecorded; a cancel request
+                // (made through any process: stopping twice is harmless)
+                // stops it as cancelled, as `released` is unset.
+                let running = inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                for id in lost.iter().chain(&cancel_requested) {
+                    if let Some(job) = running.get(id) {
                         job.cancel.cancel();
                     }
                 }
